@@ -1,0 +1,1 @@
+"""One module per pipeline stage; each stays thin and calls plain functions."""

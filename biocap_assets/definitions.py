@@ -1,0 +1,61 @@
+"""The one Definitions object of biocap: assets, checks, jobs and resources.
+
+Resources are chosen from the environment (see settings.py and the README's
+Configuration section); a variable that is set is passed as ``dg.EnvVar`` so the
+UI shows where a value came from.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from biocap_assets.assets import taxa
+from biocap_assets.resources import (
+    ArtifactIOManager,
+    BiocapDuckDB,
+    DuckDBTableIOManager,
+    LauncherResource,
+    SourcesResource,
+    StorageResource,
+)
+from biocap_assets.settings import Settings
+
+
+def _env_or(name: str, default: str | None) -> str | dg.EnvVar | None:
+    return dg.EnvVar(name) if os.environ.get(name, "").strip() else default
+
+
+def build_resources(settings: Settings) -> dict[str, object]:
+    storage = StorageResource(root_url=_env_or("BIOCAP_STORAGE_URL", settings.storage_url))
+    duckdb = BiocapDuckDB(database=str(settings.duckdb_path))
+    return {
+        "storage": storage,
+        "duckdb": duckdb,
+        "table_io_manager": DuckDBTableIOManager(duckdb=duckdb, storage=storage),
+        "io_manager": ArtifactIOManager(storage=storage),
+        "launcher": LauncherResource(),
+        "sources": SourcesResource(
+            demo_root=str(settings.demo_root),
+            catalog_url=_env_or("BIOCAP_CATALOG_URL", None),
+            shards_url=_env_or("BIOCAP_SHARDS_URL", None),
+            wiki_api_url=_env_or("BIOCAP_WIKI_API_URL", settings.wiki_api_url),
+        ),
+    }
+
+
+ALL_ASSETS = [taxa.taxa_table]
+ALL_CHECKS = [taxa.no_duplicate_taxa]
+
+pipeline_job = dg.define_asset_job(
+    "pipeline", selection=dg.AssetSelection.all(),
+    description="Materialize every asset of the pipeline, upstream first.",
+)
+
+defs = dg.Definitions(
+    assets=ALL_ASSETS,
+    asset_checks=ALL_CHECKS,
+    jobs=[pipeline_job],
+    resources=build_resources(Settings.from_env()),
+)

@@ -1,0 +1,1 @@
+"""The synthetic mini tree of life (see world.py)."""

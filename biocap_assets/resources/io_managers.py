@@ -1,0 +1,158 @@
+"""IO managers: tables into DuckDB, artifacts under the storage root.
+
+``DuckDBTableIOManager`` takes a pyarrow Table (or pandas DataFrame) and
+replaces the asset's DuckDB table in one transaction, or, for a partitioned
+asset, only that partition's rows (a ``partition_key`` column). It also writes
+a Parquet snapshot under ``<storage>/tables/`` so workers in other processes or
+pods read the table without opening the DuckDB file.
+
+``ArtifactIOManager`` stores an asset's value as a file under
+``<storage>/assets/<key>/`` (Parquet for tables, JSON for dicts and lists,
+raw bytes otherwise) and hands downstream assets the path, not the content.
+"""
+
+
+import io
+import json
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from upath import UPath
+
+from biocap_assets.resources.duckdb import BiocapDuckDB, table_exists
+from biocap_assets.resources.storage import StorageResource
+
+PARTITION_COLUMN = "partition_key"
+_ARTIFACT_SUFFIXES = (".parquet", ".json", ".bin")
+
+
+def _table_name(context: dg.OutputContext | dg.InputContext) -> str:
+    metadata = context.definition_metadata or {}
+    name = metadata.get("table") or context.asset_key.path[-1]
+    if not str(name).replace("_", "").isalnum():
+        raise ValueError(f"asset {context.asset_key.to_user_string()}: bad table name {name!r}")
+    return str(name)
+
+
+def _as_arrow(obj: Any, asset: str) -> pa.Table:
+    if isinstance(obj, pa.Table):
+        return obj
+    if isinstance(obj, pd.DataFrame):
+        return pa.Table.from_pandas(obj, preserve_index=False)
+    raise TypeError(f"asset {asset}: the DuckDB IO manager takes a pyarrow Table or pandas "
+                    f"DataFrame, got {type(obj).__name__}")
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    return buffer.getvalue()
+
+
+def column_schema(table: pa.Table) -> dg.TableSchema:
+    return dg.TableSchema(columns=[dg.TableColumn(f.name, str(f.type)) for f in table.schema])
+
+
+class DuckDBTableIOManager(dg.ConfigurableIOManager):
+    duckdb: BiocapDuckDB
+    storage: StorageResource
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        if obj is None:
+            return
+        asset = context.asset_key.to_user_string()
+        table = _as_arrow(obj, asset)
+        name = _table_name(context)
+        partition = context.partition_key if context.has_asset_partitions else None
+        if partition is not None:
+            table = table.append_column(PARTITION_COLUMN,
+                                        pa.array([partition] * table.num_rows, pa.string()))
+
+        with self.duckdb.get_connection() as connection:
+            connection.register("incoming", table)
+            connection.execute("BEGIN TRANSACTION")
+            try:
+                if partition is None:
+                    connection.execute(f"CREATE OR REPLACE TABLE main.{name} AS "
+                                       "SELECT * FROM incoming")
+                else:
+                    if not table_exists(connection, name):
+                        connection.execute(f"CREATE TABLE main.{name} AS "
+                                           "SELECT * FROM incoming LIMIT 0")
+                    connection.execute(f"DELETE FROM main.{name} WHERE {PARTITION_COLUMN} = ?",
+                                       [partition])
+                    connection.execute(f"INSERT INTO main.{name} BY NAME SELECT * FROM incoming")
+                connection.execute("COMMIT")
+            except Exception:
+                connection.execute("ROLLBACK")
+                raise
+            finally:
+                connection.unregister("incoming")
+
+        parts = ["tables", name, f"{partition}.parquet"] if partition else \
+            ["tables", f"{name}.parquet"]
+        snapshot = self.storage.write_bytes(*parts, data=_parquet_bytes(table))
+        context.add_output_metadata({
+            "table": f"main.{name}",
+            "dagster/row_count": table.num_rows,
+            "dagster/column_schema": column_schema(table),
+            "duckdb_path": dg.MetadataValue.path(self.duckdb.database),
+            "parquet_snapshot": dg.MetadataValue.path(str(snapshot)),
+        })
+
+    def load_input(self, context: dg.InputContext) -> pa.Table:
+        name = _table_name(context)
+        with self.duckdb.get_connection() as connection:
+            if not table_exists(connection, name):
+                raise dg.Failure(f"table main.{name} does not exist yet: materialize "
+                                 f"{context.asset_key.to_user_string()} first")
+            if context.has_asset_partitions:
+                keys = list(context.asset_partition_keys)
+                return connection.sql(
+                    f"SELECT * FROM main.{name} WHERE {PARTITION_COLUMN} IN "
+                    f"(SELECT unnest(?::VARCHAR[]))", params=[keys]).to_arrow_table()
+            return connection.sql(f"SELECT * FROM main.{name}").to_arrow_table()
+
+
+class ArtifactIOManager(dg.ConfigurableIOManager):
+    storage: StorageResource
+
+    def _base(self, context: dg.OutputContext | dg.InputContext) -> list[str]:
+        key = context.asset_key.path
+        leaf = context.partition_key if context.has_asset_partitions else "data"
+        return ["assets", *key, leaf]
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        if obj is None:
+            return
+        *folder, leaf = self._base(context)
+        if isinstance(obj, pa.Table | pd.DataFrame):
+            table = _as_arrow(obj, context.asset_key.to_user_string())
+            data, ext = _parquet_bytes(table), "parquet"
+            context.add_output_metadata({"dagster/row_count": table.num_rows})
+        elif isinstance(obj, dict | list):
+            data, ext = json.dumps(obj, indent=1, sort_keys=True, default=str).encode(), "json"
+        elif isinstance(obj, bytes):
+            data, ext = obj, "bin"
+        else:
+            raise TypeError(f"asset {context.asset_key.to_user_string()}: the artifact IO "
+                            f"manager stores tables, dicts, lists or bytes, not "
+                            f"{type(obj).__name__}")
+        for stale in self.storage.path(*folder).glob(f"{leaf}.*"):
+            if stale.suffix != f".{ext}":
+                stale.unlink()
+        path = self.storage.write_bytes(*folder, f"{leaf}.{ext}", data=data)
+        context.add_output_metadata({"path": dg.MetadataValue.path(str(path)),
+                                     "bytes": len(data)})
+
+    def load_input(self, context: dg.InputContext) -> UPath:
+        *folder, leaf = self._base(context)
+        found = sorted(p for p in self.storage.path(*folder).glob(f"{leaf}.*")
+                       if p.suffix in _ARTIFACT_SUFFIXES)
+        if not found:
+            raise dg.Failure(f"no stored artifact for {context.asset_key.to_user_string()} "
+                             f"under {self.storage.path(*folder)}: materialize it first")
+        return found[0]

@@ -1,0 +1,49 @@
+"""Run workers through Dagster Pipes.
+
+Heavy work (scraping, inference, training, evaluation embeddings) runs in a
+worker process, ``python -m biocap_assets.workers.<name>``, never in the asset
+body. The worker receives its parameters as Pipes extras and reports logs,
+metadata, custom messages and asset checks back. ``local`` mode runs it as a
+subprocess (the embedded default); the Kubernetes mode joins with the
+inference stage, behind this same ``run`` call.
+"""
+
+
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+import dagster as dg
+from pydantic import Field
+
+WORKER_PACKAGE = "biocap_assets.workers"
+
+
+def worker_command(worker: str, python: str, args: Sequence[str] = ()) -> list[str]:
+    """The command line that starts a worker module."""
+    if not worker.isidentifier():
+        raise ValueError(f"worker name {worker!r} must be a module name")
+    return [python, "-m", f"{WORKER_PACKAGE}.{worker}", *args]
+
+
+class LauncherResource(dg.ConfigurableResource):
+    """Where workers run. ``local``: a subprocess of the step (PipesSubprocessClient)."""
+
+    mode: Literal["local"] = Field(default="local", description="local: subprocess workers")
+    python: str = Field(default="", description="interpreter for workers; default: this one")
+    env: dict[str, str] = Field(default_factory=dict,
+                                description="extra environment variables for workers")
+
+    def run(
+        self,
+        context: dg.AssetExecutionContext | dg.OpExecutionContext,
+        worker: str,
+        extras: Mapping[str, object] | None = None,
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> dg.PipesClientCompletedInvocation:
+        """Run ``worker`` to completion; raises if it fails, with the worker's error."""
+        command = worker_command(worker, self.python or sys.executable, args)
+        context.log.info(f"launching worker {worker} ({self.mode}): {' '.join(command)}")
+        client = dg.PipesSubprocessClient(env={**self.env, **(env or {})})
+        return client.run(context=context, command=command, extras=dict(extras or {}))

@@ -1,0 +1,70 @@
+"""One object-storage root for every artifact: ``file://...`` or ``s3://bucket/prefix``.
+
+Paths are universal-pathlib ``UPath`` objects, so code writes the same way to a
+local folder and to S3 (s3fs; ``AWS_ENDPOINT_URL`` selects an S3-compatible
+server). Writes are atomic: locally a temp file renamed into place; on object
+stores a single upload, which is only visible once complete.
+"""
+
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO
+
+import dagster as dg
+import fsspec
+from pydantic import Field
+from upath import UPath
+
+
+class StorageResource(dg.ConfigurableResource):
+    """The storage root that shards, checkpoints, Parquet tables and reports live under."""
+
+    root_url: str = Field(description="file:///abs/path or s3://bucket/prefix")
+
+    @property
+    def is_local(self) -> bool:
+        return self.protocol in ("file", "local")
+
+    @property
+    def protocol(self) -> str:
+        return fsspec.utils.get_protocol(self.root_url)
+
+    @property
+    def root(self) -> UPath:
+        return UPath(self.root_url)
+
+    def path(self, *parts: str) -> UPath:
+        return self.root.joinpath(*parts)
+
+    def url(self, *parts: str) -> str:
+        return str(self.path(*parts))
+
+    def filesystem(self) -> fsspec.AbstractFileSystem:
+        return self.root.fs
+
+    @contextmanager
+    def open_atomic(self, *parts: str, mode: str = "wb") -> Iterator[IO]:
+        """Open ``parts`` for writing; readers see the old file or the whole new one."""
+        target = self.path(*parts)
+        if self.is_local:
+            local = target.path
+            os.makedirs(os.path.dirname(local), exist_ok=True)
+            tmp = f"{local}.tmp-{uuid.uuid4().hex[:8]}"
+            try:
+                with open(tmp, mode) as f:
+                    yield f
+                os.replace(tmp, local)
+            finally:
+                if os.path.exists(tmp):
+                    os.remove(tmp)
+        else:
+            with target.open(mode) as f:
+                yield f
+
+    def write_bytes(self, *parts: str, data: bytes) -> UPath:
+        with self.open_atomic(*parts) as f:
+            f.write(data)
+        return self.path(*parts)

@@ -1,0 +1,57 @@
+"""Environment settings of the platform, resolved once with their documented defaults.
+
+Every variable is optional (see README "Configuration"). Where a data source is
+not set, the synthetic demo world under ``$BIOCAP_HOME/demo`` stands in for it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+WIKIPEDIA_API_URL = "https://en.wikipedia.org/w/api.php"
+
+ENV_VARS = {
+    "BIOCAP_HOME": "local working folder (default ./.biocap)",
+    "BIOCAP_STORAGE_URL": "object-storage root (default file://$BIOCAP_HOME/storage)",
+    "BIOCAP_DUCKDB_PATH": "DuckDB file (default $BIOCAP_HOME/biocap.duckdb)",
+    "BIOCAP_CATALOG_URL": "TreeOfLife-10M catalog.csv, path or URL (default: demo world)",
+    "BIOCAP_SHARDS_URL": "input shards as a brace pattern (default: demo world)",
+    "BIOCAP_WIKI_API_URL": "MediaWiki Action API endpoint (default: English Wikipedia)",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    storage_url: str
+    duckdb_path: Path
+    catalog_url: str | None
+    shards_url: str | None
+    wiki_api_url: str
+
+    @property
+    def demo_root(self) -> Path:
+        return self.home / "demo"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        home = Path(get("BIOCAP_HOME") or ".biocap").expanduser().resolve()
+        storage = get("BIOCAP_STORAGE_URL") or (home / "storage").as_uri()
+        duckdb_path = Path(get("BIOCAP_DUCKDB_PATH") or home / "biocap.duckdb").expanduser()
+        return cls(
+            home=home,
+            storage_url=storage.rstrip("/"),
+            duckdb_path=duckdb_path.resolve(),
+            catalog_url=get("BIOCAP_CATALOG_URL"),
+            shards_url=get("BIOCAP_SHARDS_URL"),
+            wiki_api_url=get("BIOCAP_WIKI_API_URL") or WIKIPEDIA_API_URL,
+        )

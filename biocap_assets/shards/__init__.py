@@ -1,0 +1,1 @@
+"""Webdataset shard naming, deterministic tar writing and sample validation."""

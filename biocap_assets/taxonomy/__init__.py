@@ -1,0 +1,1 @@
+"""TreeOfLife-10M catalog reading and the taxa table."""

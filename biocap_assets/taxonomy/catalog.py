@@ -1,0 +1,69 @@
+"""Locate and check a TreeOfLife-10M ``catalog.csv`` before DuckDB scans it.
+
+The real catalog is several GB, so problems must show up before the scan, and
+name the file: a missing column, a file that is not a CSV, a URL that cannot be
+read. Only the first block of the file is read here.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from urllib.parse import urlparse
+
+import fsspec
+
+RANK_COLUMNS = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
+REQUIRED_COLUMNS = ("treeoflife_id", *RANK_COLUMNS, "common")
+_HEAD_BYTES = 64 * 1024
+
+
+class CatalogError(ValueError):
+    """The catalog cannot be used; the message names the file and what is wrong."""
+
+
+def local_path(url: str) -> str | None:
+    """The filesystem path of a local URL (plain path or ``file://``), else None."""
+    parsed = urlparse(url)
+    if parsed.scheme in ("", "file"):
+        return parsed.path if parsed.scheme == "file" else url
+    if len(parsed.scheme) == 1:  # a Windows drive letter
+        return url
+    return None
+
+
+def read_header(url: str, storage_options: dict | None = None) -> list[str]:
+    """The catalog's column names, after checking it is a readable text CSV."""
+    try:
+        with fsspec.open(url, "rb", **(storage_options or {})) as f:
+            head = f.read(_HEAD_BYTES)
+    except FileNotFoundError as exc:
+        raise CatalogError(f"catalog {url}: no such file") from exc
+    except Exception as exc:  # noqa: BLE001 - any transport error means "unreadable"
+        raise CatalogError(f"catalog {url}: cannot be read ({type(exc).__name__}: {exc})") from exc
+    if not head.strip():
+        raise CatalogError(f"catalog {url}: the file is empty (expected a CSV header)")
+    if b"\x00" in head:
+        raise CatalogError(f"catalog {url}: not a CSV file (binary content)")
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # A cut multi-byte character at the end of the block is fine.
+        if exc.start < len(head) - 4:
+            raise CatalogError(f"catalog {url}: not UTF-8 text at byte {exc.start}") from exc
+        text = head[: exc.start].decode("utf-8")
+    first_line = text.splitlines()[0]
+    header = next(csv.reader(io.StringIO(first_line)))
+    return [h.strip().lower() for h in header]
+
+
+def check_catalog(url: str, storage_options: dict | None = None) -> list[str]:
+    """Raise :class:`CatalogError` unless every required column is present."""
+    header = read_header(url, storage_options)
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        shown = ", ".join(header[:20]) + (" ..." if len(header) > 20 else "")
+        raise CatalogError(
+            f"catalog {url}: missing column(s) {', '.join(missing)}; the header has: {shown}"
+        )
+    return header

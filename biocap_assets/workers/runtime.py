@@ -1,0 +1,47 @@
+"""The one place workers touch Dagster Pipes, so each also runs by hand."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from dagster_pipes import PipesContext, PipesEnvVarParamsLoader, open_dagster_pipes
+
+
+class WorkerContext:
+    """Parameters in, logs and results out: through Pipes when launched by Dagster."""
+
+    def __init__(self, extras: Mapping[str, Any], pipes: PipesContext | None):
+        self.extras = dict(extras)
+        self._pipes = pipes
+        if pipes is not None:
+            self.log: logging.Logger = pipes.log
+        else:
+            logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                                format="%(asctime)s %(levelname)s %(message)s")
+            self.log = logging.getLogger("biocap.worker")
+
+    @property
+    def under_dagster(self) -> bool:
+        return self._pipes is not None
+
+    def report_result(self, payload: Mapping[str, Any]) -> None:
+        """Send the worker's result to the step (a Pipes custom message) or to stdout."""
+        if self._pipes is not None:
+            self._pipes.report_custom_message(dict(payload))
+        else:
+            print(json.dumps(payload, indent=1, sort_keys=True, default=str))
+
+
+@contextmanager
+def worker_context(cli_extras: Mapping[str, Any]) -> Iterator[WorkerContext]:
+    """Pipes extras override the command-line values when Dagster launched us."""
+    if PipesEnvVarParamsLoader().is_dagster_pipes_process():
+        with open_dagster_pipes() as pipes:
+            yield WorkerContext({**cli_extras, **pipes.extras}, pipes)
+    else:
+        yield WorkerContext(cli_extras, None)
