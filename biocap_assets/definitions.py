@@ -49,7 +49,8 @@ ALL_ASSETS = [taxa.taxa_table]
 ALL_CHECKS = [taxa.no_duplicate_taxa]
 
 pipeline_job = dg.define_asset_job(
-    "pipeline", selection=dg.AssetSelection.all(),
+    "pipeline",
+    selection=dg.AssetSelection.all(),
     description="Materialize every asset of the pipeline, upstream first.",
 )
 

@@ -3,7 +3,6 @@
 (No `from __future__ import annotations` here: Dagster reads these annotations.)
 """
 
-
 import tempfile
 
 import dagster as dg
@@ -33,8 +32,11 @@ def _markdown(rows: list[dict], columns: list[str]) -> str:
 def taxa_metadata(result: TaxaResult, source_label: str, catalog_url: str) -> dict:
     table = result.table
     preview_cols = ["binomial", "common_name", "class", "family", "n_images", "is_ambiguous"]
-    ambiguous = table.filter(table["is_ambiguous"]).select(
-        ["binomial", "kingdom", "class", "family", "n_images"]).to_pylist()
+    ambiguous = (
+        table.filter(table["is_ambiguous"])
+        .select(["binomial", "kingdom", "class", "family", "n_images"])
+        .to_pylist()
+    )
     return {
         "source": source_label,
         "catalog": dg.MetadataValue.path(catalog_url),
@@ -45,12 +47,15 @@ def taxa_metadata(result: TaxaResult, source_label: str, catalog_url: str) -> di
         "missing_by_rank": dg.MetadataValue.json(result.missing_by_rank),
         "taxa": table.num_rows,
         "ambiguous_binomials": result.ambiguous_binomials,
-        "preview": dg.MetadataValue.md(_markdown(
-            table.slice(0, 20).select(preview_cols).to_pylist(), preview_cols)),
-        "ambiguous_preview": dg.MetadataValue.md(_markdown(
-            ambiguous[:20], ["binomial", "kingdom", "class", "family", "n_images"])),
-        "incomplete_preview": dg.MetadataValue.md(_markdown(
-            result.incomplete_preview, [*RANK_COLUMNS, "n_images"])),
+        "preview": dg.MetadataValue.md(
+            _markdown(table.slice(0, 20).select(preview_cols).to_pylist(), preview_cols)
+        ),
+        "ambiguous_preview": dg.MetadataValue.md(
+            _markdown(ambiguous[:20], ["binomial", "kingdom", "class", "family", "n_images"])
+        ),
+        "incomplete_preview": dg.MetadataValue.md(
+            _markdown(result.incomplete_preview, [*RANK_COLUMNS, "n_images"])
+        ),
     }
 
 
@@ -62,33 +67,48 @@ def taxa_metadata(result: TaxaResult, source_label: str, catalog_url: str) -> di
     kinds={"duckdb"},
     owners=OWNERS,
     code_version="1",
-    check_specs=[dg.AssetCheckSpec(MISSING_RANK_CHECK, asset="taxa_table",
-                                   description="share of catalog rows lacking a rank")],
+    check_specs=[
+        dg.AssetCheckSpec(
+            MISSING_RANK_CHECK,
+            asset="taxa_table",
+            description="share of catalog rows lacking a rank",
+        )
+    ],
     description=(
         "One row per distinct 7-rank taxon of the TreeOfLife-10M catalog (DuckDB table "
         "`taxa`): binomial, common name(s), image count, and `is_ambiguous` for binomials "
         "found under more than one 7-rank tuple. Rows missing a rank are counted per rank."
     ),
 )
-def taxa_table(context: dg.AssetExecutionContext, config: TaxaConfig,
-               sources: SourcesResource, launcher: LauncherResource):
+def taxa_table(
+    context: dg.AssetExecutionContext,
+    config: TaxaConfig,
+    sources: SourcesResource,
+    launcher: LauncherResource,
+):
     catalog = sources.catalog(context, launcher)
     check_catalog(catalog.url)
     context.log.info(f"scanning catalog {catalog.url} ({catalog.label})")
-    with tempfile.TemporaryDirectory(prefix="biocap-taxa-") as spill, \
-            duckdb.connect(config={"temp_directory": spill}) as connection:
+    with (
+        tempfile.TemporaryDirectory(prefix="biocap-taxa-") as spill,
+        duckdb.connect(config={"temp_directory": spill}) as connection,
+    ):
         register_filesystem(connection, catalog.url)
         result = build_taxa(connection, catalog.url)
-    context.log.info(f"{result.table.num_rows} taxa from {result.catalog_rows} catalog rows "
-                     f"({result.incomplete_rows} lacking a rank)")
+    context.log.info(
+        f"{result.table.num_rows} taxa from {result.catalog_rows} catalog rows "
+        f"({result.incomplete_rows} lacking a rank)"
+    )
     yield dg.Output(result.table, metadata=taxa_metadata(result, catalog.label, catalog.url))
     yield dg.AssetCheckResult(
         check_name=MISSING_RANK_CHECK,
         passed=result.missing_share <= config.max_missing_rank_share,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={"missing_rank_share": round(result.missing_share, 6),
-                  "threshold": config.max_missing_rank_share,
-                  "missing_by_rank": dg.MetadataValue.json(result.missing_by_rank)},
+        metadata={
+            "missing_rank_share": round(result.missing_share, 6),
+            "threshold": config.max_missing_rank_share,
+            "missing_by_rank": dg.MetadataValue.json(result.missing_by_rank),
+        },
     )
 
 
@@ -102,8 +122,9 @@ def no_duplicate_taxa(duckdb: BiocapDuckDB) -> dg.AssetCheckResult:
         total = connection.execute("SELECT count(*) FROM main.taxa").fetchone()[0]
     return dg.AssetCheckResult(
         passed=not duplicates,
-        metadata={"taxa": total, "duplicate_tuples": len(duplicates),
-                  "examples": dg.MetadataValue.json([list(d) for d in duplicates])},
+        metadata={
+            "taxa": total,
+            "duplicate_tuples": len(duplicates),
+            "examples": dg.MetadataValue.json([list(d) for d in duplicates]),
+        },
     )
-
-

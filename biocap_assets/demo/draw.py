@@ -32,10 +32,13 @@ def _body(draw: ImageDraw.ImageDraw, shape: str, c: float, r: float, fill: int) 
     if shape == "bird":
         e((c - r, c - 0.55 * r, c + 0.8 * r, c + 0.55 * r), fill=fill)
         e((c + 0.45 * r, c - 0.85 * r, c + r, c - 0.2 * r), fill=fill)
-        draw.polygon([(c - 0.9 * r, c), (c - 1.3 * r, c - 0.4 * r), (c - 1.3 * r, c + 0.3 * r)],
-                     fill=fill)
-        draw.polygon([(c + 0.95 * r, c - 0.6 * r), (c + 1.25 * r, c - 0.5 * r),
-                      (c + 0.95 * r, c - 0.4 * r)], fill=fill)
+        draw.polygon(
+            [(c - 0.9 * r, c), (c - 1.3 * r, c - 0.4 * r), (c - 1.3 * r, c + 0.3 * r)], fill=fill
+        )
+        draw.polygon(
+            [(c + 0.95 * r, c - 0.6 * r), (c + 1.25 * r, c - 0.5 * r), (c + 0.95 * r, c - 0.4 * r)],
+            fill=fill,
+        )
     elif shape == "insect":
         e((c - 0.95 * r, c - 0.9 * r, c - 0.05 * r, c - 0.05 * r), fill=fill)
         e((c + 0.05 * r, c - 0.9 * r, c + 0.95 * r, c - 0.05 * r), fill=fill)
@@ -50,12 +53,15 @@ def _body(draw: ImageDraw.ImageDraw, shape: str, c: float, r: float, fill: int) 
     elif shape == "grass":
         for k in range(5):
             x = c - 0.8 * r + k * 0.4 * r
-            draw.polygon([(x - 0.1 * r, c + r), (x + 0.1 * r, c + r),
-                          (x + 0.25 * (k - 2) * r, c - r)], fill=fill)
+            draw.polygon(
+                [(x - 0.1 * r, c + r), (x + 0.1 * r, c + r), (x + 0.25 * (k - 2) * r, c - r)],
+                fill=fill,
+            )
     elif shape == "fish":
         e((c - r, c - 0.5 * r, c + 0.6 * r, c + 0.5 * r), fill=fill)
-        draw.polygon([(c + 0.45 * r, c), (c + 1.1 * r, c - 0.55 * r), (c + 1.1 * r, c + 0.55 * r)],
-                     fill=fill)
+        draw.polygon(
+            [(c + 0.45 * r, c), (c + 1.1 * r, c - 0.55 * r), (c + 1.1 * r, c + 0.55 * r)], fill=fill
+        )
     elif shape == "mushroom":
         draw.pieslice((c - r, c - 0.9 * r, c + r, c + 0.9 * r), 180, 360, fill=fill)
         draw.rectangle((c - 0.2 * r, c, c + 0.2 * r, c + r), fill=fill)
@@ -72,8 +78,9 @@ def _body(draw: ImageDraw.ImageDraw, shape: str, c: float, r: float, fill: int) 
         raise ValueError(f"unknown body plan {shape!r}")
 
 
-def _pattern(size: int, pattern: str, rng: random.Random, colour: tuple[int, int, int]
-             ) -> Image.Image | None:
+def _pattern(
+    size: int, pattern: str, rng: random.Random, colour: tuple[int, int, int]
+) -> Image.Image | None:
     """A layer with the pattern's marks in a contrasting colour, or None for plain."""
     if pattern == "plain":
         return None
@@ -85,8 +92,11 @@ def _pattern(size: int, pattern: str, rng: random.Random, colour: tuple[int, int
         step = size // 10
         offset = rng.randrange(step)
         for x in range(-size, 2 * size, step):
-            d.line((x + offset, 0, x + offset + size // 3, size), fill=ink + (255,),
-                   width=max(2, step // 3))
+            d.line(
+                (x + offset, 0, x + offset + size // 3, size),
+                fill=ink + (255,),
+                width=max(2, step // 3),
+            )
     elif pattern == "spotted":
         for _ in range(40):
             x, y = rng.uniform(0, size), rng.uniform(0, size)
@@ -101,8 +111,14 @@ def _pattern(size: int, pattern: str, rng: random.Random, colour: tuple[int, int
     return layer
 
 
-def draw_specimen(species: DemoSpecies, rng: random.Random, *, size: int = 64,
-                  background: str = "light", count: int = 1) -> Image.Image:
+def draw_specimen(
+    species: DemoSpecies,
+    rng: random.Random,
+    *,
+    size: int = 64,
+    background: str = "light",
+    count: int = 1,
+) -> Image.Image:
     """Draw ``count`` individuals of ``species`` on a ``background``."""
     big = size * _SUPERSAMPLE
     np_rng = np.random.default_rng(rng.getrandbits(32))
@@ -118,8 +134,9 @@ def draw_specimen(species: DemoSpecies, rng: random.Random, *, size: int = 64,
         _body(ImageDraw.Draw(mask), species.shape, big / 2, radius, 255)
         mask = mask.rotate(rng.uniform(-25, 25), resample=Image.BILINEAR)
         shade = rng.uniform(0.85, 1.1)
-        body = Image.new("RGBA", (big, big), tuple(min(255, int(v * shade)) for v in colour)
-                         + (255,))
+        body = Image.new(
+            "RGBA", (big, big), tuple(min(255, int(v * shade)) for v in colour) + (255,)
+        )
         marks = _pattern(big, species.pattern, rng, colour)
         if marks is not None:
             body.alpha_composite(marks)

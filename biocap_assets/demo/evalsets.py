@@ -36,8 +36,13 @@ class InquireQuery:
 
 
 def _iconic(sp: DemoSpecies) -> str:
-    return {"Aves": "Birds", "Insecta": "Insects", "Actinopterygii": "Fish",
-            "Agaricomycetes": "Fungi", "Bivalvia": "Mollusks"}.get(sp.taxon.cls, "Plants")
+    return {
+        "Aves": "Birds",
+        "Insecta": "Insects",
+        "Actinopterygii": "Fish",
+        "Agaricomycetes": "Fungi",
+        "Bivalvia": "Mollusks",
+    }.get(sp.taxon.cls, "Plants")
 
 
 def inquire_queries(species: tuple[DemoSpecies, ...]) -> list[InquireQuery]:
@@ -45,52 +50,120 @@ def inquire_queries(species: tuple[DemoSpecies, ...]) -> list[InquireQuery]:
     by_name = {s.taxon.common: s for s in species}
     queries: list[InquireQuery] = []
 
-    def add(text: str, supercategory: str, category: str, group: str,
-            rule: Callable[[PoolImage], bool]) -> None:
+    def add(
+        text: str, supercategory: str, category: str, group: str, rule: Callable[[PoolImage], bool]
+    ) -> None:
         queries.append(InquireQuery(len(queries) + 1, text, supercategory, category, group, rule))
 
     for name in ("northern cardinal", "fly agaric", "ocellaris clownfish"):
         sp = by_name[name]
-        add(f"A photo of a {name}", "Species", "Species identification", _iconic(sp),
-            lambda im, sp=sp: im.species == sp)
-    add("A spotted fish", "Appearance", "Pattern", "Fish",
-        lambda im: im.species.shape == "fish" and im.species.pattern == "spotted")
-    add("A yellow flower", "Appearance", "Colour", "Plants",
-        lambda im: im.species.shape == "flower" and im.species.colour == "yellow")
-    add("A red mushroom", "Appearance", "Colour", "Fungi",
-        lambda im: im.species.shape == "mushroom" and im.species.colour == "red")
-    add("A striped insect", "Appearance", "Pattern", "Insects",
-        lambda im: im.species.shape == "insect" and im.species.pattern == "striped")
-    add("A fish in open blue water", "Context", "Habitat", "Fish",
-        lambda im: im.species.shape == "fish" and im.background == "water")
-    add("A bird against dark surroundings at night", "Context", "Lighting", "Birds",
-        lambda im: im.species.shape == "bird" and im.background == "dark")
-    add("A mushroom among green foliage", "Context", "Habitat", "Fungi",
-        lambda im: im.species.shape == "mushroom" and im.background == "foliage")
-    add("Two fish swimming together", "Behavior", "Cooperative and Social Behaviors", "Fish",
-        lambda im: im.species.shape == "fish" and im.count == 2)
-    add("A pair of birds side by side", "Behavior", "Cooperative and Social Behaviors", "Birds",
-        lambda im: im.species.shape == "bird" and im.count == 2)
+        add(
+            f"A photo of a {name}",
+            "Species",
+            "Species identification",
+            _iconic(sp),
+            lambda im, sp=sp: im.species == sp,
+        )
+    add(
+        "A spotted fish",
+        "Appearance",
+        "Pattern",
+        "Fish",
+        lambda im: im.species.shape == "fish" and im.species.pattern == "spotted",
+    )
+    add(
+        "A yellow flower",
+        "Appearance",
+        "Colour",
+        "Plants",
+        lambda im: im.species.shape == "flower" and im.species.colour == "yellow",
+    )
+    add(
+        "A red mushroom",
+        "Appearance",
+        "Colour",
+        "Fungi",
+        lambda im: im.species.shape == "mushroom" and im.species.colour == "red",
+    )
+    add(
+        "A striped insect",
+        "Appearance",
+        "Pattern",
+        "Insects",
+        lambda im: im.species.shape == "insect" and im.species.pattern == "striped",
+    )
+    add(
+        "A fish in open blue water",
+        "Context",
+        "Habitat",
+        "Fish",
+        lambda im: im.species.shape == "fish" and im.background == "water",
+    )
+    add(
+        "A bird against dark surroundings at night",
+        "Context",
+        "Lighting",
+        "Birds",
+        lambda im: im.species.shape == "bird" and im.background == "dark",
+    )
+    add(
+        "A mushroom among green foliage",
+        "Context",
+        "Habitat",
+        "Fungi",
+        lambda im: im.species.shape == "mushroom" and im.background == "foliage",
+    )
+    add(
+        "Two fish swimming together",
+        "Behavior",
+        "Cooperative and Social Behaviors",
+        "Fish",
+        lambda im: im.species.shape == "fish" and im.count == 2,
+    )
+    add(
+        "A pair of birds side by side",
+        "Behavior",
+        "Cooperative and Social Behaviors",
+        "Birds",
+        lambda im: im.species.shape == "bird" and im.count == 2,
+    )
     return queries
 
 
-def rerank_candidates(queries: list[InquireQuery], pool: list[PoolImage], rng: random.Random,
-                      n_candidates: int = 100, max_relevant: int = 25
-                      ) -> tuple[list[dict], list[dict]]:
+def rerank_candidates(
+    queries: list[InquireQuery],
+    pool: list[PoolImage],
+    rng: random.Random,
+    n_candidates: int = 100,
+    max_relevant: int = 25,
+) -> tuple[list[dict], list[dict]]:
     """Candidate rows (100 per query) and annotation rows (every relevant image)."""
     candidates: list[dict] = []
     annotations: list[dict] = []
     for q in queries:
         relevant = [im for im in pool if q.relevant(im)]
         irrelevant = [im for im in pool if not q.relevant(im)]
-        annotations += [{"query_id": q.query_id, "image_id": im.image_id,
-                         "image_path": f"inquire/{im.image_id}.jpg"} for im in relevant]
+        annotations += [
+            {
+                "query_id": q.query_id,
+                "image_id": im.image_id,
+                "image_path": f"inquire/{im.image_id}.jpg",
+            }
+            for im in relevant
+        ]
         chosen = rng.sample(relevant, min(len(relevant), max_relevant))
         chosen += rng.sample(irrelevant, n_candidates - len(chosen))
         rng.shuffle(chosen)
-        candidates += [{"query_id": q.query_id, "rank": rank, "image_id": im.image_id,
-                        "image_path": f"inquire/{im.image_id}.jpg",
-                        "relevant": int(q.relevant(im))} for rank, im in enumerate(chosen)]
+        candidates += [
+            {
+                "query_id": q.query_id,
+                "rank": rank,
+                "image_id": im.image_id,
+                "image_path": f"inquire/{im.image_id}.jpg",
+                "relevant": int(q.relevant(im)),
+            }
+            for rank, im in enumerate(chosen)
+        ]
     return candidates, annotations
 
 

@@ -55,21 +55,29 @@ def _taxobox(species: DemoSpecies) -> str:
     rows = []
     for label, value in zip(_RANK_LABELS, species.taxon.ranks, strict=True):
         shown = species.taxon.binomial if label == "Species" else value
-        rows.append(f'<tr><td>{label}:</td><td><a href="/wiki/{html.escape(shown)}">'
-                    f"{html.escape(shown)}</a></td></tr>")
-    return ('<table class="infobox biota"><tbody><tr><th colspan="2">'
-            f"{html.escape(species.taxon.common.capitalize())}</th></tr>{''.join(rows)}"
-            "</tbody></table>")
+        rows.append(
+            f'<tr><td>{label}:</td><td><a href="/wiki/{html.escape(shown)}">'
+            f"{html.escape(shown)}</a></td></tr>"
+        )
+    return (
+        '<table class="infobox biota"><tbody><tr><th colspan="2">'
+        f"{html.escape(species.taxon.common.capitalize())}</th></tr>{''.join(rows)}"
+        "</tbody></table>"
+    )
 
 
 def _heading(text: str, level: int, modern: bool) -> str:
     anchor = text.replace(" ", "_")
-    edit = ('<span class="mw-editsection"><span class="mw-editsection-bracket">[</span>'
-            f'<a href="/w/index.php?action=edit&amp;section=1" title="Edit section: {text}">'
-            'edit</a><span class="mw-editsection-bracket">]</span></span>')
+    edit = (
+        '<span class="mw-editsection"><span class="mw-editsection-bracket">[</span>'
+        f'<a href="/w/index.php?action=edit&amp;section=1" title="Edit section: {text}">'
+        'edit</a><span class="mw-editsection-bracket">]</span></span>'
+    )
     if modern:
-        return (f'<div class="mw-heading mw-heading{level}"><h{level} id="{anchor}">{text}'
-                f"</h{level}>{edit}</div>")
+        return (
+            f'<div class="mw-heading mw-heading{level}"><h{level} id="{anchor}">{text}'
+            f"</h{level}>{edit}</div>"
+        )
     return f'<h{level}><span class="mw-headline" id="{anchor}">{text}</span>{edit}</h{level}>'
 
 
@@ -87,15 +95,26 @@ def species_page(species: DemoSpecies, pageid: int, rng: random.Random) -> WikiP
     t = species.taxon
     modern = rng.random() < 0.7
     cite = f'<sup id="cite_ref-{pageid}" class="reference"><a href="#cite_note-1">[1]</a></sup>'
-    lead = (f"<p>The <b>{html.escape(t.common)}</b> (<i>{t.binomial}</i>) is a species of the "
-            f"family {t.family}.{cite} {rng.choice(_NON_VISUAL)}</p>")
-    parts = ['<div class="mw-content-ltr mw-parser-output" lang="en" dir="ltr">',
-             _taxobox(species), lead]
+    lead = (
+        f"<p>The <b>{html.escape(t.common)}</b> (<i>{t.binomial}</i>) is a species of the "
+        f"family {t.family}.{cite} {rng.choice(_NON_VISUAL)}</p>"
+    )
+    parts = [
+        '<div class="mw-content-ltr mw-parser-output" lang="en" dir="ltr">',
+        _taxobox(species),
+        lead,
+    ]
     visual = visual_paragraphs(species)
-    if species.wiki in ("description", "appearance", "identification", "redirect",
-                        "disambiguation"):
+    if species.wiki in (
+        "description",
+        "appearance",
+        "identification",
+        "redirect",
+        "disambiguation",
+    ):
         heading = {"appearance": "Appearance", "identification": "Identification"}.get(
-            species.wiki, "Description")
+            species.wiki, "Description"
+        )
         if species.wiki == "identification":
             # Description nested as an h3 inside a broader h2, as many pages do.
             parts.append(_heading("Taxonomy", 2, modern))
@@ -108,20 +127,25 @@ def species_page(species: DemoSpecies, pageid: int, rng: random.Random) -> WikiP
     parts.append(_heading("Distribution and habitat", 2, modern))
     parts.append(f"<p>{_NON_VISUAL[0]} {rng.choice(_NON_VISUAL[1:])}</p>")
     parts.append(_heading("References", 2, modern))
-    parts.append('<div class="reflist"><ol class="references"><li id="cite_note-1">'
-                 "Demo reference.</li></ol></div>")
+    parts.append(
+        '<div class="reflist"><ol class="references"><li id="cite_note-1">'
+        "Demo reference.</li></ol></div>"
+    )
     parts.append("</div>")
     return WikiPage(pageid=pageid, title=t.binomial, html="\n".join(parts))
 
 
 def disambiguation_page(title: str, targets: list[str], pageid: int) -> WikiPage:
-    items = "".join(f'<li><a href="/wiki/{html.escape(x)}">{html.escape(x)}</a></li>'
-                    for x in targets)
-    body = (f'<div class="mw-content-ltr mw-parser-output"><p><b>{html.escape(title)}</b> may '
-            f"refer to:</p><ul>{items}</ul>"
-            '<table id="disambigbox" class="metadata plainlinks dmbox dmbox-disambig">'
-            "<tr><td>This disambiguation page lists articles associated with the title "
-            f"{html.escape(title)}.</td></tr></table></div>")
+    items = "".join(
+        f'<li><a href="/wiki/{html.escape(x)}">{html.escape(x)}</a></li>' for x in targets
+    )
+    body = (
+        f'<div class="mw-content-ltr mw-parser-output"><p><b>{html.escape(title)}</b> may '
+        f"refer to:</p><ul>{items}</ul>"
+        '<table id="disambigbox" class="metadata plainlinks dmbox dmbox-disambig">'
+        "<tr><td>This disambiguation page lists articles associated with the title "
+        f"{html.escape(title)}.</td></tr></table></div>"
+    )
     return WikiPage(pageid=pageid, title=title, html=body, disambiguation=True)
 
 
@@ -140,9 +164,11 @@ def build_wiki(species: tuple[DemoSpecies, ...], rng: random.Random) -> list[Wik
             page.title = sp.taxon.common.capitalize()
         elif sp.wiki == "disambiguation":
             pageid += 1
-            pages.append(disambiguation_page(
-                page.title, [f"{page.title} (sensu stricto)", f"{page.title} complex"], pageid))
+            pages.append(
+                disambiguation_page(
+                    page.title, [f"{page.title} (sensu stricto)", f"{page.title} complex"], pageid
+                )
+            )
             page.title = f"{page.title} (sensu stricto)"
         pages.append(page)
     return pages
-

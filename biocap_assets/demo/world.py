@@ -34,9 +34,23 @@ DEMO_SEED = 20251024
 DEMO_VERSION = 1
 
 CATALOG_COLUMNS = (
-    "split", "treeoflife_id", "eol_content_id", "eol_page_id", "bioscan_part",
-    "bioscan_filename", "inat21_filename", "inat21_cls_name", "inat21_cls_num",
-    "kingdom", "phylum", "class", "order", "family", "genus", "species", "common",
+    "split",
+    "treeoflife_id",
+    "eol_content_id",
+    "eol_page_id",
+    "bioscan_part",
+    "bioscan_filename",
+    "inat21_filename",
+    "inat21_cls_name",
+    "inat21_cls_num",
+    "kingdom",
+    "phylum",
+    "class",
+    "order",
+    "family",
+    "genus",
+    "species",
+    "common",
 )
 
 
@@ -107,12 +121,21 @@ def _blank(taxon: Taxon, ranks: Iterable[str]) -> Taxon:
     return replace(taxon, **{field_of.get(r, r): "" for r in ranks})
 
 
-def _catalog_row(split: str, tol_id: str, taxon: Taxon, rng: random.Random,
-                 index: int) -> dict[str, str]:
+def _catalog_row(
+    split: str, tol_id: str, taxon: Taxon, rng: random.Random, index: int
+) -> dict[str, str]:
     row = dict.fromkeys(CATALOG_COLUMNS, "")
-    row.update(split=split, treeoflife_id=tol_id, kingdom=taxon.kingdom, phylum=taxon.phylum,
-               order=taxon.order, family=taxon.family, genus=taxon.genus,
-               species=taxon.species, common=taxon.common)
+    row.update(
+        split=split,
+        treeoflife_id=tol_id,
+        kingdom=taxon.kingdom,
+        phylum=taxon.phylum,
+        order=taxon.order,
+        family=taxon.family,
+        genus=taxon.genus,
+        species=taxon.species,
+        common=taxon.common,
+    )
     row["class"] = taxon.cls
     source = rng.random()
     if taxon.kingdom == "Animalia" and taxon.phylum == "Arthropoda" and source < 0.4:
@@ -133,8 +156,9 @@ def _catalog_row(split: str, tol_id: str, taxon: Taxon, rng: random.Random,
     return row
 
 
-def _write_csv(path: Path, columns: Iterable[str], rows: Iterable[dict], index: bool = False
-               ) -> None:
+def _write_csv(
+    path: Path, columns: Iterable[str], rows: Iterable[dict], index: bool = False
+) -> None:
     """CSV as pandas writes it (``index=True`` gives the upstream unnamed index column)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.StringIO()
@@ -159,8 +183,10 @@ def _format_examples(species: tuple[DemoSpecies, ...]) -> list[dict[str, str]]:
         lines = []
         for i, sp in enumerate((members * 3)[:3], start=1):
             t = sp.taxon
-            lines.append(f"{i}.The {t.common.title()}, {t.binomial}, shows a {sp.colour} body "
-                         f"with {sp.pattern} markings, set against a natural background.")
+            lines.append(
+                f"{i}.The {t.common.title()}, {t.binomial}, shows a {sp.colour} body "
+                f"with {sp.pattern} markings, set against a natural background."
+            )
         rows.append({"class": cls, "description": "\n".join(lines)})
     return rows
 
@@ -172,7 +198,7 @@ def _write_world(root: Path, seed: int, sizes: DemoSizes) -> dict:
 
     # Catalog and training shards: one sample per catalog row of split train/val.
     samples: list[tuple[str, str, Taxon, DemoSpecies]] = []
-    for index, sp in enumerate(species):
+    for sp in species:
         for split, n in (("train", sizes.train_per_species), ("val", sizes.val_per_species)):
             samples += [(split, _uuid(rng), sp.taxon, sp) for _ in range(n)]
     for index, blanked in INCOMPLETE_ROWS:
@@ -180,8 +206,10 @@ def _write_world(root: Path, seed: int, sizes: DemoSizes) -> dict:
         samples += [("train", _uuid(rng), _blank(sp.taxon, blanked), sp) for _ in range(3)]
     rng.shuffle(samples)
 
-    rows = [_catalog_row(split, tol_id, taxon, rng, SPECIES.index(sp))
-            for split, tol_id, taxon, sp in samples]
+    rows = [
+        _catalog_row(split, tol_id, taxon, rng, SPECIES.index(sp))
+        for split, tol_id, taxon, sp in samples
+    ]
     _write_csv(root / "catalog.csv", CATALOG_COLUMNS, rows)
     counts["catalog_rows"] = len(rows)
 
@@ -191,13 +219,17 @@ def _write_world(root: Path, seed: int, sizes: DemoSizes) -> dict:
         folder = root / "shards" / split
         folder.mkdir(parents=True)
         for shard in range(n_shards):
-            with (folder / shard_filename(shard)).open("wb") as f, \
-                    DeterministicTarWriter(f) as writer:
+            with (
+                (folder / shard_filename(shard)).open("wb") as f,
+                DeterministicTarWriter(f) as writer,
+            ):
                 for _, tol_id, taxon, sp in group[shard::n_shards]:
-                    image = draw_specimen(sp, rng, size=sizes.image_size,
-                                          background=rng.choice(list(BACKGROUNDS)))
-                    writer.write({"__key__": tol_id, "jpg": jpeg_bytes(image),
-                                  **sample_texts(taxon)})
+                    image = draw_specimen(
+                        sp, rng, size=sizes.image_size, background=rng.choice(list(BACKGROUNDS))
+                    )
+                    writer.write(
+                        {"__key__": tol_id, "jpg": jpeg_bytes(image), **sample_texts(taxon)}
+                    )
         counts[f"{split}_samples"] = len(group)
         counts[f"{split}_shards"] = n_shards
 
@@ -207,15 +239,23 @@ def _write_world(root: Path, seed: int, sizes: DemoSizes) -> dict:
     index = []
     for page in pages:
         (root / "wiki" / "pages" / f"{page.pageid}.html").write_text(page.html, encoding="utf-8")
-        index.append({"pageid": page.pageid, "title": page.title,
-                      "redirects_from": page.redirects_from,
-                      "disambiguation": page.disambiguation,
-                      "file": f"pages/{page.pageid}.html"})
+        index.append(
+            {
+                "pageid": page.pageid,
+                "title": page.title,
+                "redirects_from": page.redirects_from,
+                "disambiguation": page.disambiguation,
+                "file": f"pages/{page.pageid}.html",
+            }
+        )
     (root / "wiki" / "index.json").write_text(json.dumps(index, indent=1), encoding="utf-8")
     counts["wiki_pages"] = len(pages)
 
-    _write_csv(root / "data" / "train" / "wiki_and_format_example" / "format_examples.csv",
-               ("class", "description"), _format_examples(species))
+    _write_csv(
+        root / "data" / "train" / "wiki_and_format_example" / "format_examples.csv",
+        ("class", "description"),
+        _format_examples(species),
+    )
 
     # Zero-shot set, Rare Species format. Hemihomonym twins are left out: their
     # "class" (the binomial) would name two different classes.
@@ -228,18 +268,44 @@ def _write_world(root: Path, seed: int, sizes: DemoSizes) -> dict:
         t = sp.taxon
         for _ in range(sizes.zero_shot_per_species):
             name = f"demo_species/{_uuid(rng)}.jpg"
-            data = jpeg_bytes(draw_specimen(sp, rng, size=sizes.image_size,
-                                            background=rng.choice(list(BACKGROUNDS))))
+            data = jpeg_bytes(
+                draw_specimen(
+                    sp, rng, size=sizes.image_size, background=rng.choice(list(BACKGROUNDS))
+                )
+            )
             (images / name).parent.mkdir(parents=True, exist_ok=True)
             (images / name).write_bytes(data)
-            zs_rows.append({"kingdom": t.kingdom, "phylum": t.phylum, "cls": t.cls,
-                            "order": t.order, "family": t.family, "genus": t.genus,
-                            "species": t.species, "common_name": t.common, "filepath": name,
-                            "class": t.binomial})
-    _write_csv(root / "data" / "eval" / "classification_annotation" / "demo_species"
-               / "metadata.csv",
-               ("kingdom", "phylum", "cls", "order", "family", "genus", "species",
-                "common_name", "filepath", "class"), zs_rows, index=True)
+            zs_rows.append(
+                {
+                    "kingdom": t.kingdom,
+                    "phylum": t.phylum,
+                    "cls": t.cls,
+                    "order": t.order,
+                    "family": t.family,
+                    "genus": t.genus,
+                    "species": t.species,
+                    "common_name": t.common,
+                    "filepath": name,
+                    "class": t.binomial,
+                }
+            )
+    _write_csv(
+        root / "data" / "eval" / "classification_annotation" / "demo_species" / "metadata.csv",
+        (
+            "kingdom",
+            "phylum",
+            "cls",
+            "order",
+            "family",
+            "genus",
+            "species",
+            "common_name",
+            "filepath",
+            "class",
+        ),
+        zs_rows,
+        index=True,
+    )
     counts["zero_shot_images"] = len(zs_rows)
 
     # Retrieval set, Cornell Bird format.
@@ -248,47 +314,85 @@ def _write_world(root: Path, seed: int, sizes: DemoSizes) -> dict:
         label = sp.taxon.common.title().replace(" ", "_")
         for _ in range(sizes.retrieval_per_species):
             image_id = str(rng.randint(1_000_000, 99_999_999))
-            data = jpeg_bytes(draw_specimen(sp, rng, size=sizes.image_size,
-                                            background=rng.choice(list(BACKGROUNDS))))
+            data = jpeg_bytes(
+                draw_specimen(
+                    sp, rng, size=sizes.image_size, background=rng.choice(list(BACKGROUNDS))
+                )
+            )
             (images / "retrieval").mkdir(parents=True, exist_ok=True)
             (images / "retrieval" / f"{image_id}.jpg").write_bytes(data)
-            rt_rows.append({"id": image_id, "source_url": f"retrieval/{image_id}.jpg",
-                            "captions": f"{label}, {rng.choice(visual_paragraphs(sp))}",
-                            "md5": evalsets.md5_hex(data)})
-    _write_csv(root / "data" / "eval" / "retrieval_annotations" / "demo_captions.csv",
-               ("id", "source_url", "captions", "md5"), rt_rows, index=True)
+            rt_rows.append(
+                {
+                    "id": image_id,
+                    "source_url": f"retrieval/{image_id}.jpg",
+                    "captions": f"{label}, {rng.choice(visual_paragraphs(sp))}",
+                    "md5": evalsets.md5_hex(data),
+                }
+            )
+    _write_csv(
+        root / "data" / "eval" / "retrieval_annotations" / "demo_captions.csv",
+        ("id", "source_url", "captions", "md5"),
+        rt_rows,
+        index=True,
+    )
     counts["retrieval_pairs"] = len(rt_rows)
 
     # INQUIRE-style rerank set.
     pool = []
     (images / "inquire").mkdir(parents=True)
     for _ in range(sizes.inquire_pool):
-        im = evalsets.PoolImage(_uuid(rng), rng.choice(species), rng.choice(list(BACKGROUNDS)),
-                                2 if rng.random() < 0.25 else 1)
-        data = jpeg_bytes(draw_specimen(im.species, rng, size=sizes.image_size,
-                                        background=im.background, count=im.count))
+        im = evalsets.PoolImage(
+            _uuid(rng),
+            rng.choice(species),
+            rng.choice(list(BACKGROUNDS)),
+            2 if rng.random() < 0.25 else 1,
+        )
+        data = jpeg_bytes(
+            draw_specimen(
+                im.species, rng, size=sizes.image_size, background=im.background, count=im.count
+            )
+        )
         (images / "inquire" / f"{im.image_id}.jpg").write_bytes(data)
         pool.append(im)
     queries = evalsets.inquire_queries(species)
     candidates, annotations = evalsets.rerank_candidates(queries, pool, rng)
     inquire = root / "data" / "eval" / "inquire_annotations"
-    _write_csv(inquire / "inquire_queries_test.csv",
-               ("query_id", "query_text", "supercategory", "category", "iconic_group"),
-               [{"query_id": q.query_id, "query_text": q.text, "supercategory": q.supercategory,
-                 "category": q.category, "iconic_group": q.iconic_group} for q in queries],
-               index=True)
-    _write_csv(inquire / "inquire_annotations.csv", ("query_id", "image_id", "image_path"),
-               annotations)
-    _write_csv(inquire / "inquire_rerank_candidates.csv",
-               ("query_id", "rank", "image_id", "image_path", "relevant"), candidates)
+    _write_csv(
+        inquire / "inquire_queries_test.csv",
+        ("query_id", "query_text", "supercategory", "category", "iconic_group"),
+        [
+            {
+                "query_id": q.query_id,
+                "query_text": q.text,
+                "supercategory": q.supercategory,
+                "category": q.category,
+                "iconic_group": q.iconic_group,
+            }
+            for q in queries
+        ],
+        index=True,
+    )
+    _write_csv(
+        inquire / "inquire_annotations.csv", ("query_id", "image_id", "image_path"), annotations
+    )
+    _write_csv(
+        inquire / "inquire_rerank_candidates.csv",
+        ("query_id", "rank", "image_id", "image_path", "relevant"),
+        candidates,
+    )
     counts["inquire_queries"] = len(queries)
     counts["inquire_pool_images"] = len(pool)
 
     files = {}
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         files[path.relative_to(root).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
-    manifest = {"seed": seed, "version": DEMO_VERSION, "species": len(species),
-                "counts": counts, "files": files}
+    manifest = {
+        "seed": seed,
+        "version": DEMO_VERSION,
+        "species": len(species),
+        "counts": counts,
+        "files": files,
+    }
     (root / "MANIFEST.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
     return manifest
 
@@ -301,8 +405,12 @@ def is_complete(root: Path, seed: int = DEMO_SEED) -> bool:
     return manifest.get("seed") == seed and manifest.get("version") == DEMO_VERSION
 
 
-def generate_demo_world(root: str | os.PathLike, seed: int = DEMO_SEED,
-                        sizes: DemoSizes | None = None, force: bool = False) -> DemoWorld:
+def generate_demo_world(
+    root: str | os.PathLike,
+    seed: int = DEMO_SEED,
+    sizes: DemoSizes | None = None,
+    force: bool = False,
+) -> DemoWorld:
     """Build the world under ``root`` unless a complete one with this seed is there."""
     root = Path(root)
     if is_complete(root, seed) and not force:

@@ -39,6 +39,7 @@ class BiocapDuckDB(DuckDBResource):
 def table_exists(connection: duckdb.DuckDBPyConnection, table: str) -> bool:
     row = connection.execute(
         "SELECT count(*) FROM information_schema.tables "
-        "WHERE table_schema = 'main' AND table_name = ?", [table]
+        "WHERE table_schema = 'main' AND table_name = ?",
+        [table],
     ).fetchone()
     return bool(row and row[0])

@@ -11,7 +11,6 @@ pods read the table without opening the DuckDB file.
 raw bytes otherwise) and hands downstream assets the path, not the content.
 """
 
-
 import io
 import json
 from typing import Any
@@ -42,8 +41,10 @@ def _as_arrow(obj: Any, asset: str) -> pa.Table:
         return obj
     if isinstance(obj, pd.DataFrame):
         return pa.Table.from_pandas(obj, preserve_index=False)
-    raise TypeError(f"asset {asset}: the DuckDB IO manager takes a pyarrow Table or pandas "
-                    f"DataFrame, got {type(obj).__name__}")
+    raise TypeError(
+        f"asset {asset}: the DuckDB IO manager takes a pyarrow Table or pandas "
+        f"DataFrame, got {type(obj).__name__}"
+    )
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:
@@ -68,22 +69,26 @@ class DuckDBTableIOManager(dg.ConfigurableIOManager):
         name = _table_name(context)
         partition = context.partition_key if context.has_asset_partitions else None
         if partition is not None:
-            table = table.append_column(PARTITION_COLUMN,
-                                        pa.array([partition] * table.num_rows, pa.string()))
+            table = table.append_column(
+                PARTITION_COLUMN, pa.array([partition] * table.num_rows, pa.string())
+            )
 
         with self.duckdb.get_connection() as connection:
             connection.register("incoming", table)
             connection.execute("BEGIN TRANSACTION")
             try:
                 if partition is None:
-                    connection.execute(f"CREATE OR REPLACE TABLE main.{name} AS "
-                                       "SELECT * FROM incoming")
+                    connection.execute(
+                        f"CREATE OR REPLACE TABLE main.{name} AS SELECT * FROM incoming"
+                    )
                 else:
                     if not table_exists(connection, name):
-                        connection.execute(f"CREATE TABLE main.{name} AS "
-                                           "SELECT * FROM incoming LIMIT 0")
-                    connection.execute(f"DELETE FROM main.{name} WHERE {PARTITION_COLUMN} = ?",
-                                       [partition])
+                        connection.execute(
+                            f"CREATE TABLE main.{name} AS SELECT * FROM incoming LIMIT 0"
+                        )
+                    connection.execute(
+                        f"DELETE FROM main.{name} WHERE {PARTITION_COLUMN} = ?", [partition]
+                    )
                     connection.execute(f"INSERT INTO main.{name} BY NAME SELECT * FROM incoming")
                 connection.execute("COMMIT")
             except Exception:
@@ -92,28 +97,35 @@ class DuckDBTableIOManager(dg.ConfigurableIOManager):
             finally:
                 connection.unregister("incoming")
 
-        parts = ["tables", name, f"{partition}.parquet"] if partition else \
-            ["tables", f"{name}.parquet"]
+        parts = (
+            ["tables", name, f"{partition}.parquet"] if partition else ["tables", f"{name}.parquet"]
+        )
         snapshot = self.storage.write_bytes(*parts, data=_parquet_bytes(table))
-        context.add_output_metadata({
-            "table": f"main.{name}",
-            "dagster/row_count": table.num_rows,
-            "dagster/column_schema": column_schema(table),
-            "duckdb_path": dg.MetadataValue.path(self.duckdb.database),
-            "parquet_snapshot": dg.MetadataValue.path(str(snapshot)),
-        })
+        context.add_output_metadata(
+            {
+                "table": f"main.{name}",
+                "dagster/row_count": table.num_rows,
+                "dagster/column_schema": column_schema(table),
+                "duckdb_path": dg.MetadataValue.path(self.duckdb.database),
+                "parquet_snapshot": dg.MetadataValue.path(str(snapshot)),
+            }
+        )
 
     def load_input(self, context: dg.InputContext) -> pa.Table:
         name = _table_name(context)
         with self.duckdb.get_connection() as connection:
             if not table_exists(connection, name):
-                raise dg.Failure(f"table main.{name} does not exist yet: materialize "
-                                 f"{context.asset_key.to_user_string()} first")
+                raise dg.Failure(
+                    f"table main.{name} does not exist yet: materialize "
+                    f"{context.asset_key.to_user_string()} first"
+                )
             if context.has_asset_partitions:
                 keys = list(context.asset_partition_keys)
                 return connection.sql(
                     f"SELECT * FROM main.{name} WHERE {PARTITION_COLUMN} IN "
-                    f"(SELECT unnest(?::VARCHAR[]))", params=[keys]).to_arrow_table()
+                    f"(SELECT unnest(?::VARCHAR[]))",
+                    params=[keys],
+                ).to_arrow_table()
             return connection.sql(f"SELECT * FROM main.{name}").to_arrow_table()
 
 
@@ -138,21 +150,27 @@ class ArtifactIOManager(dg.ConfigurableIOManager):
         elif isinstance(obj, bytes):
             data, ext = obj, "bin"
         else:
-            raise TypeError(f"asset {context.asset_key.to_user_string()}: the artifact IO "
-                            f"manager stores tables, dicts, lists or bytes, not "
-                            f"{type(obj).__name__}")
+            raise TypeError(
+                f"asset {context.asset_key.to_user_string()}: the artifact IO "
+                f"manager stores tables, dicts, lists or bytes, not "
+                f"{type(obj).__name__}"
+            )
         for stale in self.storage.path(*folder).glob(f"{leaf}.*"):
             if stale.suffix != f".{ext}":
                 stale.unlink()
         path = self.storage.write_bytes(*folder, f"{leaf}.{ext}", data=data)
-        context.add_output_metadata({"path": dg.MetadataValue.path(str(path)),
-                                     "bytes": len(data)})
+        context.add_output_metadata({"path": dg.MetadataValue.path(str(path)), "bytes": len(data)})
 
     def load_input(self, context: dg.InputContext) -> UPath:
         *folder, leaf = self._base(context)
-        found = sorted(p for p in self.storage.path(*folder).glob(f"{leaf}.*")
-                       if p.suffix in _ARTIFACT_SUFFIXES)
+        found = sorted(
+            p
+            for p in self.storage.path(*folder).glob(f"{leaf}.*")
+            if p.suffix in _ARTIFACT_SUFFIXES
+        )
         if not found:
-            raise dg.Failure(f"no stored artifact for {context.asset_key.to_user_string()} "
-                             f"under {self.storage.path(*folder)}: materialize it first")
+            raise dg.Failure(
+                f"no stored artifact for {context.asset_key.to_user_string()} "
+                f"under {self.storage.path(*folder)}: materialize it first"
+            )
         return found[0]

@@ -8,7 +8,6 @@ subprocess (the embedded default); the Kubernetes mode joins with the
 inference stage, behind this same ``run`` call.
 """
 
-
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Literal
@@ -31,8 +30,9 @@ class LauncherResource(dg.ConfigurableResource):
 
     mode: Literal["local"] = Field(default="local", description="local: subprocess workers")
     python: str = Field(default="", description="interpreter for workers; default: this one")
-    env: dict[str, str] = Field(default_factory=dict,
-                                description="extra environment variables for workers")
+    env: dict[str, str] = Field(
+        default_factory=dict, description="extra environment variables for workers"
+    )
 
     def run(
         self,

@@ -6,7 +6,6 @@ Assets put the returned ``label`` in their metadata, so a demo run is never
 mistaken for real data.
 """
 
-
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,14 +36,14 @@ class SourcesResource(dg.ConfigurableResource):
     wiki_api_url: str = Field(default=WIKIPEDIA_API_URL, description="BIOCAP_WIKI_API_URL")
     demo_seed: int = DEMO_SEED
 
-    def demo_world(self, context: dg.AssetExecutionContext, launcher: LauncherResource
-                   ) -> DemoWorld:
+    def demo_world(
+        self, context: dg.AssetExecutionContext, launcher: LauncherResource
+    ) -> DemoWorld:
         """The demo world, generated through the launcher if it is not complete yet."""
         root = Path(self.demo_root)
         if not is_complete(root, self.demo_seed):
             context.log.info(f"building the demo world under {root}")
-            launcher.run(context, "demo_world",
-                         extras={"out": str(root), "seed": self.demo_seed})
+            launcher.run(context, "demo_world", extras={"out": str(root), "seed": self.demo_seed})
             if not is_complete(root, self.demo_seed):
                 raise dg.Failure(f"the demo_world worker finished but {root} is incomplete")
         return DemoWorld(root)

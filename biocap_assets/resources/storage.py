@@ -6,7 +6,6 @@ server). Writes are atomic: locally a temp file renamed into place; on object
 stores a single upload, which is only visible once complete.
 """
 
-
 import os
 import uuid
 from collections.abc import Iterator

@@ -31,7 +31,10 @@ class DeterministicTarWriter:
     """Write webdataset samples (``{"__key__": ..., "jpg": bytes, "sci.txt": str}``)."""
 
     def __init__(self, fileobj: BinaryIO):
-        self._tar = tarfile.open(fileobj=fileobj, mode="w|", format=tarfile.USTAR_FORMAT)
+        # The writer owns the stream's lifetime: close() ends the archive.
+        self._tar = tarfile.open(  # noqa: SIM115
+            fileobj=fileobj, mode="w|", format=tarfile.PAX_FORMAT
+        )
         self.samples = 0
 
     def write(self, sample: Mapping[str, object]) -> None:

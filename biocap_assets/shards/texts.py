@@ -41,8 +41,15 @@ class Taxon:
 
     @property
     def ranks(self) -> tuple[str, ...]:
-        return (self.kingdom, self.phylum, self.cls, self.order, self.family, self.genus,
-                self.species)
+        return (
+            self.kingdom,
+            self.phylum,
+            self.cls,
+            self.order,
+            self.family,
+            self.genus,
+            self.species,
+        )
 
     @property
     def binomial(self) -> str:
@@ -51,12 +58,11 @@ class Taxon:
 
 def sample_texts(taxon: Taxon) -> dict[str, str]:
     """The ten text members of one sample, as upstream writes them."""
-    scientific = taxon.binomial or next(
-        (r for r in reversed(taxon.ranks[:-1]) if r), ""
-    )
+    scientific = taxon.binomial or next((r for r in reversed(taxon.ranks[:-1]) if r), "")
     taxonomic = " ".join(r for r in taxon.ranks if r)
-    tag = " ".join(f"{name} {value}" for name, value in zip(RANKS, taxon.ranks, strict=True)
-                   if value)
+    tag = " ".join(
+        f"{name} {value}" for name, value in zip(RANKS, taxon.ranks, strict=True) if value
+    )
     common = taxon.common or scientific
     return {
         "scientific_name.txt": scientific,

@@ -127,6 +127,7 @@ def build_taxa(connection: duckdb.DuckDBPyConnection, catalog: str) -> TaxaResul
         catalog_rows=int(stats[0]),
         complete_rows=int(stats[1]),
         missing_by_rank={r: int(v) for r, v in zip(RANK_COLUMNS, stats[2:], strict=True)},
-        incomplete_preview=[dict(zip([*RANK_COLUMNS, "n_images"], row, strict=True))
-                            for row in preview],
+        incomplete_preview=[
+            dict(zip([*RANK_COLUMNS, "n_images"], row, strict=True)) for row in preview
+        ],
     )

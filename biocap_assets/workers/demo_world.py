@@ -19,14 +19,22 @@ def main(argv: list[str] | None = None) -> None:
         if not ctx.extras.get("out"):
             parser.error("--out (or the 'out' extra) is required")
         started = time.perf_counter()
-        world = generate_demo_world(ctx.extras["out"], seed=int(ctx.extras["seed"]),
-                                    force=bool(ctx.extras.get("force")))
+        world = generate_demo_world(
+            ctx.extras["out"], seed=int(ctx.extras["seed"]), force=bool(ctx.extras.get("force"))
+        )
         manifest = world.manifest
         ctx.log.info(f"demo world ready at {world.root}: {manifest['counts']}")
-        ctx.report_result({"root": str(world.root), "seed": manifest["seed"],
-                           "version": manifest["version"], "species": manifest["species"],
-                           "files": len(manifest["files"]), **manifest["counts"],
-                           "seconds": round(time.perf_counter() - started, 2)})
+        ctx.report_result(
+            {
+                "root": str(world.root),
+                "seed": manifest["seed"],
+                "version": manifest["version"],
+                "species": manifest["species"],
+                "files": len(manifest["files"]),
+                **manifest["counts"],
+                "seconds": round(time.perf_counter() - started, 2),
+            }
+        )
 
 
 if __name__ == "__main__":

@@ -21,8 +21,11 @@ class WorkerContext:
         if pipes is not None:
             self.log: logging.Logger = pipes.log
         else:
-            logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                                format="%(asctime)s %(levelname)s %(message)s")
+            logging.basicConfig(
+                level=logging.INFO,
+                stream=sys.stderr,
+                format="%(asctime)s %(levelname)s %(message)s",
+            )
             self.log = logging.getLogger("biocap.worker")
 
     @property

@@ -1,0 +1,47 @@
+# The two set-up commands are `make demo` and `make test`; both create .venv first.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+BIOCAP_HOME ?= $(CURDIR)/.biocap
+export BIOCAP_HOME
+
+.PHONY: install demo test test-fast lint dev bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Build the demo world and materialize the whole graph on it.
+demo: install
+	$(BIN)/biocap demo
+
+## Lint, then run the whole suite (slow end-to-end tests included).
+test: install
+	$(BIN)/ruff check biocap_assets biocap_assets_tests bench
+	$(BIN)/python -m pytest -q -rs
+
+## The suite without tests marked slow.
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: install
+	$(BIN)/ruff check biocap_assets biocap_assets_tests bench
+	$(BIN)/ruff format --check biocap_assets biocap_assets_tests bench
+
+## The Dagster UI on http://127.0.0.1:3000 with the local instance in $BIOCAP_HOME/dagster.
+dev: install
+	mkdir -p $(BIOCAP_HOME)/dagster
+	test -f $(BIOCAP_HOME)/dagster/dagster.yaml || cp dagster.yaml $(BIOCAP_HOME)/dagster/
+	DAGSTER_HOME=$(BIOCAP_HOME)/dagster $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+## Benchmarks (see BENCHMARKS.md); ROWS=1000000 for a quicker taxa run.
+bench: install
+	$(BIN)/python bench/taxa.py $(if $(ROWS),--rows $(ROWS),)
+
+clean:
+	rm -rf .biocap .pytest_cache .ruff_cache
