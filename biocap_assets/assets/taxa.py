@@ -87,14 +87,14 @@ def taxa_table(
     launcher: LauncherResource,
 ):
     catalog = sources.catalog(context, launcher)
-    check_catalog(catalog.url)
+    header = check_catalog(catalog.url)
     context.log.info(f"scanning catalog {catalog.url} ({catalog.label})")
     with (
         tempfile.TemporaryDirectory(prefix="biocap-taxa-") as spill,
         duckdb.connect(config={"temp_directory": spill}) as connection,
     ):
         register_filesystem(connection, catalog.url)
-        result = build_taxa(connection, catalog.url)
+        result = build_taxa(connection, catalog.url, header)
     context.log.info(
         f"{result.table.num_rows} taxa from {result.catalog_rows} catalog rows "
         f"({result.incomplete_rows} lacking a rank)"
@@ -119,7 +119,7 @@ def no_duplicate_taxa(duckdb: BiocapDuckDB) -> dg.AssetCheckResult:
         duplicates = connection.execute(
             f"SELECT {ranks}, count(*) AS n FROM main.taxa GROUP BY ALL HAVING n > 1 LIMIT 20"
         ).fetchall()
-        total = connection.execute("SELECT count(*) FROM main.taxa").fetchone()[0]
+        total = connection.execute("SELECT count(*) FROM main.taxa").fetchall()[0][0]
     return dg.AssetCheckResult(
         passed=not duplicates,
         metadata={

@@ -135,9 +135,13 @@ def rerank_candidates(
     pool: list[PoolImage],
     rng: random.Random,
     n_candidates: int = 100,
-    max_relevant: int = 25,
+    recall: float = 0.8,
 ) -> tuple[list[dict], list[dict]]:
-    """Candidate rows (100 per query) and annotation rows (every relevant image)."""
+    """Candidate rows (100 per query) and annotation rows (every relevant image).
+
+    Only a ``recall`` share of each query's relevant images is among its
+    candidates, as when INQUIRE's first-stage retrieval misses some.
+    """
     candidates: list[dict] = []
     annotations: list[dict] = []
     for q in queries:
@@ -151,7 +155,7 @@ def rerank_candidates(
             }
             for im in relevant
         ]
-        chosen = rng.sample(relevant, min(len(relevant), max_relevant))
+        chosen = rng.sample(relevant, max(1, int(len(relevant) * recall)))
         chosen += rng.sample(irrelevant, n_candidates - len(chosen))
         rng.shuffle(chosen)
         candidates += [

@@ -66,6 +66,16 @@ class DemoSizes:
     inquire_pool: int = 320
     image_size: int = 64
 
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if value < 1:
+                raise ValueError(f"DemoSizes.{name} must be at least 1, got {value}")
+        if self.inquire_pool < 110:
+            raise ValueError(
+                "DemoSizes.inquire_pool must be at least 110 (100 candidates "
+                f"per query plus left-out relevant images), got {self.inquire_pool}"
+            )
+
 
 @dataclass(frozen=True)
 class DemoWorld:

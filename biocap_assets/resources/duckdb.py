@@ -11,10 +11,19 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 import duckdb
 import fsspec
 from dagster_duckdb import DuckDBResource
+from fsspec.implementations.http import HTTPFileSystem
+
+
+class _HTTPFileSystem(HTTPFileSystem):
+    """fsspec's HTTP filesystem plus the ``modified`` DuckDB asks every filesystem for."""
+
+    def modified(self, path: str) -> datetime:
+        return datetime.fromtimestamp(0, tz=UTC)
 
 
 def register_filesystem(connection: duckdb.DuckDBPyConnection, url: str) -> None:
@@ -22,7 +31,10 @@ def register_filesystem(connection: duckdb.DuckDBPyConnection, url: str) -> None
     protocol = fsspec.utils.get_protocol(url)
     if protocol in ("file", "local"):
         return
-    connection.register_filesystem(fsspec.filesystem(protocol))
+    if protocol in ("http", "https"):
+        connection.register_filesystem(_HTTPFileSystem())
+    else:
+        connection.register_filesystem(fsspec.filesystem(protocol))
 
 
 class BiocapDuckDB(DuckDBResource):
@@ -41,5 +53,5 @@ def table_exists(connection: duckdb.DuckDBPyConnection, table: str) -> bool:
         "SELECT count(*) FROM information_schema.tables "
         "WHERE table_schema = 'main' AND table_name = ?",
         [table],
-    ).fetchone()
+    ).fetchall()[0]
     return bool(row and row[0])

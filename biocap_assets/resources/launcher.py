@@ -8,14 +8,27 @@ subprocess (the embedded default); the Kubernetes mode joins with the
 inference stage, behind this same ``run`` call.
 """
 
+import os
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import dagster as dg
+from dagster._core.errors import DagsterPipesExecutionError
 from pydantic import Field
 
+from biocap_assets.workers.runtime import ERROR_FILE_ENV
+
 WORKER_PACKAGE = "biocap_assets.workers"
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
 
 
 def worker_command(worker: str, python: str, args: Sequence[str] = ()) -> list[str]:
@@ -45,5 +58,16 @@ class LauncherResource(dg.ConfigurableResource):
         """Run ``worker`` to completion; raises if it fails, with the worker's error."""
         command = worker_command(worker, self.python or sys.executable, args)
         context.log.info(f"launching worker {worker} ({self.mode}): {' '.join(command)}")
-        client = dg.PipesSubprocessClient(env={**self.env, **(env or {})})
-        return client.run(context=context, command=command, extras=dict(extras or {}))
+        with tempfile.TemporaryDirectory(prefix="biocap-worker-") as scratch:
+            error_file = os.path.join(scratch, "error.txt")
+            client = dg.PipesSubprocessClient(
+                env={**self.env, **(env or {}), ERROR_FILE_ENV: error_file}
+            )
+            try:
+                return client.run(context=context, command=command, extras=dict(extras or {}))
+            except DagsterPipesExecutionError as exc:
+                reason = _read(error_file) or f"{exc} (no error reported; see the step's stderr)"
+                raise dg.Failure(
+                    description=f"worker {worker} failed: {reason}",
+                    metadata={"worker": worker, "command": " ".join(command)},
+                ) from exc

@@ -38,7 +38,9 @@ def read_header(url: str, storage_options: dict | None = None) -> list[str]:
         with fsspec.open(url, "rb", **(storage_options or {})) as f:
             head = f.read(_HEAD_BYTES)
     except FileNotFoundError as exc:
-        raise CatalogError(f"catalog {url}: no such file") from exc
+        if local_path(url) is not None:
+            raise CatalogError(f"catalog {url}: no such file") from exc
+        raise CatalogError(f"catalog {url}: cannot be read (not found: {exc})") from exc
     except Exception as exc:  # noqa: BLE001 - any transport error means "unreadable"
         raise CatalogError(f"catalog {url}: cannot be read ({type(exc).__name__}: {exc})") from exc
     if not head.strip():

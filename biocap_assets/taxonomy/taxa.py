@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import duckdb
 import pyarrow as pa
 
-from biocap_assets.taxonomy.catalog import RANK_COLUMNS, CatalogError
+from biocap_assets.taxonomy.catalog import RANK_COLUMNS, CatalogError, check_catalog
 
 _Q = {"order": '"order"', "class": '"class"'}
 
@@ -54,12 +54,19 @@ class TaxaResult:
         return len(set(flagged["binomial"].to_pylist()))
 
 
-def _raw_groups_sql(source: str) -> str:
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _raw_groups_sql(source: str, header: list[str]) -> str:
+    """Group the raw rows; the header is given, so DuckDB does not sniff the file."""
     ranks = ", ".join(_col(r) for r in RANK_COLUMNS)
+    columns = ", ".join(f"{_sql_string(c)}: 'VARCHAR'" for c in header)
     return (
         "CREATE OR REPLACE TEMP TABLE catalog_groups AS "
         f"SELECT {ranks}, common, count(*) AS n "
-        f"FROM read_csv({source}, header = true, all_varchar = true) GROUP BY ALL"
+        f"FROM read_csv({_sql_string(source)}, header = true, auto_detect = false, "
+        f"delim = ',', quote = '\"', escape = '\"', columns = {{{columns}}}) GROUP BY ALL"
     )
 
 
@@ -97,13 +104,25 @@ def _taxa_sql() -> str:
     """
 
 
-def build_taxa(connection: duckdb.DuckDBPyConnection, catalog: str) -> TaxaResult:
-    """Compute the taxa of ``catalog`` (a path or a URL the connection can read)."""
-    source = "'" + catalog.replace("'", "''") + "'"
+def _short_error(exc: duckdb.Error) -> str:
+    """DuckDB's message without its generic fix list and SQL excerpt."""
+    text = str(exc).split("\nPossible fixes")[0].split("\n\nLINE ")[0]
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def build_taxa(
+    connection: duckdb.DuckDBPyConnection, catalog: str, header: list[str] | None = None
+) -> TaxaResult:
+    """Compute the taxa of ``catalog`` (a path or a URL the connection can read).
+
+    ``header`` is the catalog's column list from :func:`check_catalog`, read
+    here when not given.
+    """
+    header = header if header is not None else check_catalog(catalog)
     try:
-        connection.execute(_raw_groups_sql(source))
+        connection.execute(_raw_groups_sql(catalog, header))
     except duckdb.Error as exc:
-        raise CatalogError(f"catalog {catalog}: {exc}") from exc
+        raise CatalogError(f"catalog {catalog}: {_short_error(exc)}") from exc
     connection.execute(_normalised_sql())
     table = connection.sql(_taxa_sql()).to_arrow_table()
 
@@ -114,7 +133,7 @@ def build_taxa(connection: duckdb.DuckDBPyConnection, catalog: str) -> TaxaResul
     stats = connection.execute(
         f"SELECT coalesce(sum(n), 0), coalesce(sum(n) FILTER (WHERE {complete}), 0), "
         f"{missing_cols} FROM catalog_norm"
-    ).fetchone()
+    ).fetchall()[0]
     ranks = ", ".join(_col(r) for r in RANK_COLUMNS)
     preview = connection.execute(
         f"SELECT {ranks}, sum(n) AS n_images FROM catalog_norm WHERE NOT ({complete}) "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from biocap_assets.demo.world import DEMO_SEED, generate_demo_world
+from biocap_assets.demo.world import DEMO_SEED, DemoSizes, generate_demo_world
 from biocap_assets.workers.runtime import worker_context
 
 
@@ -19,8 +19,12 @@ def main(argv: list[str] | None = None) -> None:
         if not ctx.extras.get("out"):
             parser.error("--out (or the 'out' extra) is required")
         started = time.perf_counter()
+        sizes = DemoSizes(**ctx.extras["sizes"]) if ctx.extras.get("sizes") else None
         world = generate_demo_world(
-            ctx.extras["out"], seed=int(ctx.extras["seed"]), force=bool(ctx.extras.get("force"))
+            ctx.extras["out"],
+            seed=int(ctx.extras["seed"]),
+            sizes=sizes,
+            force=bool(ctx.extras.get("force")),
         )
         manifest = world.manifest
         ctx.log.info(f"demo world ready at {world.root}: {manifest['counts']}")

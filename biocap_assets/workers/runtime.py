@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -40,11 +41,27 @@ class WorkerContext:
             print(json.dumps(payload, indent=1, sort_keys=True, default=str))
 
 
+# The launcher names a file here; a failing worker writes its error into it so
+# the step fails with the worker's own message, not only an exit code.
+ERROR_FILE_ENV = "BIOCAP_WORKER_ERROR_FILE"
+
+
+def _record_error(exc: BaseException) -> None:
+    path = os.environ.get(ERROR_FILE_ENV)
+    if path:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(f"{type(exc).__name__}: {exc}")
+
+
 @contextmanager
 def worker_context(cli_extras: Mapping[str, Any]) -> Iterator[WorkerContext]:
     """Pipes extras override the command-line values when Dagster launched us."""
-    if PipesEnvVarParamsLoader().is_dagster_pipes_process():
-        with open_dagster_pipes() as pipes:
-            yield WorkerContext({**cli_extras, **pipes.extras}, pipes)
-    else:
-        yield WorkerContext(cli_extras, None)
+    try:
+        if PipesEnvVarParamsLoader().is_dagster_pipes_process():
+            with open_dagster_pipes() as pipes:
+                yield WorkerContext({**cli_extras, **pipes.extras}, pipes)
+        else:
+            yield WorkerContext(cli_extras, None)
+    except Exception as exc:
+        _record_error(exc)
+        raise
