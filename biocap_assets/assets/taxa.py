@@ -47,8 +47,15 @@ def taxa_metadata(result: TaxaResult, source_label: str, catalog_url: str) -> di
         "missing_by_rank": dg.MetadataValue.json(result.missing_by_rank),
         "taxa": table.num_rows,
         "ambiguous_binomials": result.ambiguous_binomials,
+        # The 20 taxa with the most images.
         "preview": dg.MetadataValue.md(
-            _markdown(table.slice(0, 20).select(preview_cols).to_pylist(), preview_cols)
+            _markdown(
+                table.sort_by([("n_images", "descending"), ("binomial", "ascending")])
+                .slice(0, 20)
+                .select(preview_cols)
+                .to_pylist(),
+                preview_cols,
+            )
         ),
         "ambiguous_preview": dg.MetadataValue.md(
             _markdown(ambiguous[:20], ["binomial", "kingdom", "class", "family", "n_images"])

@@ -24,12 +24,15 @@ def _col(rank: str) -> str:
 
 
 def _clean(expr: str) -> str:
-    return f"nullif(regexp_replace(trim({expr}), '\\s+', ' ', 'g'), '')"
+    """Trimmed, inner whitespace runs collapsed (the regex only where one occurs), '' as NULL."""
+    runs = f"(contains({expr}, '  ') OR contains({expr}, chr(9)))"
+    collapsed = f"regexp_replace(trim({expr}), '\\s+', ' ', 'g')"
+    return f"nullif(CASE WHEN {runs} THEN {collapsed} ELSE trim({expr}) END, '')"
 
 
 def _capitalised(expr: str) -> str:
-    cleaned = _clean(expr)
-    return f"upper(left({cleaned}, 1)) || lower(substr({cleaned}, 2))"
+    """``expr`` is already clean: first letter upper, the rest lower, as ranks are written."""
+    return f"upper(left({expr}, 1)) || lower(substr({expr}, 2))"
 
 
 @dataclass
@@ -71,11 +74,12 @@ def _raw_groups_sql(source: str, header: list[str]) -> str:
 
 
 def _normalised_sql() -> str:
+    cleaned = ", ".join(f"{_clean(_col(r))} AS {_col(r)}" for r in (*RANK_COLUMNS, "common"))
     ranks = [f"{_capitalised(_col(r))} AS {_col(r)}" for r in RANK_COLUMNS[:-1]]
-    ranks.append(f"lower({_clean('species')}) AS species")
     return (
         "CREATE OR REPLACE TEMP TABLE catalog_norm AS "
-        f"SELECT {', '.join(ranks)}, {_clean('common')} AS common, n FROM catalog_groups"
+        f"SELECT {', '.join(ranks)}, lower(species) AS species, common, n "
+        f"FROM (SELECT {cleaned}, n FROM catalog_groups)"
     )
 
 
@@ -100,7 +104,7 @@ def _taxa_sql() -> str:
            n_images,
            count(*) OVER (PARTITION BY binomial) > 1 AS is_ambiguous
     FROM taxa
-    ORDER BY binomial, {ranks}
+    ORDER BY binomial, taxon_id
     """
 
 
