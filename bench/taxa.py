@@ -64,9 +64,12 @@ def run_method(method: str, catalog: str) -> dict:
         import duckdb
 
         with duckdb.connect() as connection:
-            rows = len(connection.sql(
-                f"SELECT DISTINCT {QUOTED} FROM read_csv('{catalog}', header = true, "
-                "all_varchar = true)").fetchall())
+            rows = len(
+                connection.sql(
+                    f"SELECT DISTINCT {QUOTED} FROM read_csv('{catalog}', header = true, "
+                    "all_varchar = true)"
+                ).fetchall()
+            )
     elif method == "pandas":
         import pandas as pd
 
@@ -82,11 +85,18 @@ def run_method(method: str, catalog: str) -> dict:
 def measure(method: str, catalog: Path, repeat: int) -> dict:
     best: dict | None = None
     for _ in range(repeat):
-        done = subprocess.run([sys.executable, __file__, "--child", method, str(catalog)],
-                              capture_output=True, text=True, check=True)
+        done = subprocess.run(
+            [sys.executable, __file__, "--child", method, str(catalog)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         run = json.loads(done.stdout.strip().splitlines()[-1])
-        print(f"  {method:16} {run['seconds']:8.2f} s  peak RSS {run['peak_rss_mb']:7.0f} MB"
-              f"  ({run['rows']} rows)", flush=True)
+        print(
+            f"  {method:16} {run['seconds']:8.2f} s  peak RSS {run['peak_rss_mb']:7.0f} MB"
+            f"  ({run['rows']} rows)",
+            flush=True,
+        )
         if best is None or run["seconds"] < best["seconds"]:
             best = run
     assert best is not None
@@ -94,8 +104,9 @@ def measure(method: str, catalog: Path, repeat: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
@@ -111,17 +122,24 @@ def main() -> None:
     if not catalog.exists():
         started = time.perf_counter()
         write_catalog(catalog, args.rows)
-        print(f"wrote {catalog} ({catalog.stat().st_size / 1e9:.2f} GB) "
-              f"in {time.perf_counter() - started:.1f} s")
+        print(
+            f"wrote {catalog} ({catalog.stat().st_size / 1e9:.2f} GB) "
+            f"in {time.perf_counter() - started:.1f} s"
+        )
     print(f"catalog: {args.rows:,} rows, {catalog.stat().st_size / 1e9:.2f} GB")
-    results = {m: measure(m, catalog, args.repeat) for m in
-               ["duckdb_distinct", "taxa", *([] if args.skip_pandas else ["pandas"])]}
+    results = {
+        m: measure(m, catalog, args.repeat)
+        for m in ["duckdb_distinct", "taxa", *([] if args.skip_pandas else ["pandas"])]
+    }
     taxa, bare = results["taxa"], results["duckdb_distinct"]
-    print(f"\ntaxa / bare DuckDB DISTINCT: {taxa['seconds'] / bare['seconds']:.2f}x "
-          "(target <= 1.5x)")
+    print(
+        f"\ntaxa / bare DuckDB DISTINCT: {taxa['seconds'] / bare['seconds']:.2f}x (target <= 1.5x)"
+    )
     if "pandas" in results:
-        print(f"pandas / taxa:               {results['pandas']['seconds'] / taxa['seconds']:.1f}x"
-              " faster (target >= 5x)")
+        print(
+            f"pandas / taxa:               {results['pandas']['seconds'] / taxa['seconds']:.1f}x"
+            " faster (target >= 5x)"
+        )
     print(f"taxa peak RSS:               {taxa['peak_rss_mb']:.0f} MB (target < 2048 MB)")
 
 

@@ -148,3 +148,15 @@ def test_catalog_read_over_http(biocap_home, monkeypatch, http_server):
         defs.resolve_implicit_global_asset_job_def().execute_in_process(
             instance=dg.DagsterInstance.ephemeral()
         )
+
+
+def test_materialize_function_with_the_checks(fresh_defs, biocap_home):
+    from biocap_assets.assets.taxa import no_duplicate_taxa, taxa_table
+
+    result = dg.materialize([taxa_table, no_duplicate_taxa], resources=fresh_defs.resources)
+    assert result.success
+    assert len(_taxa_rows(biocap_home)) == 32
+    assert {c.check_name for c in result.get_asset_check_evaluations()} == {
+        "missing_rank_share_below_threshold",
+        "no_duplicate_taxa",
+    }
