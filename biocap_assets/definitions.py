@@ -11,7 +11,7 @@ import os
 
 import dagster as dg
 
-from biocap_assets.assets import taxa
+from biocap_assets.assets import taxa, wiki
 from biocap_assets.resources import (
     ArtifactIOManager,
     BiocapDuckDB,
@@ -40,13 +40,14 @@ def build_resources(settings: Settings) -> dict[str, object]:
             demo_root=str(settings.demo_root),
             catalog_url=_env_or("BIOCAP_CATALOG_URL", None),
             shards_url=_env_or("BIOCAP_SHARDS_URL", None),
-            wiki_api_url=_env_or("BIOCAP_WIKI_API_URL", settings.wiki_api_url),
+            wiki_api_url=_env_or("BIOCAP_WIKI_API_URL", None),
+            wiki_contact=_env_or("BIOCAP_WIKI_CONTACT", ""),
         ),
     }
 
 
-ALL_ASSETS = [taxa.taxa_table]
-ALL_CHECKS = [taxa.no_duplicate_taxa]
+ALL_ASSETS = [taxa.taxa_table, wiki.wiki_pages]
+ALL_CHECKS = [taxa.no_duplicate_taxa, wiki.every_taxon_has_a_row, wiki.error_share_below_threshold]
 
 pipeline_job = dg.define_asset_job(
     "pipeline",

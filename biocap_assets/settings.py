@@ -19,7 +19,10 @@ ENV_VARS = {
     "BIOCAP_DUCKDB_PATH": "DuckDB file (default $BIOCAP_HOME/biocap.duckdb)",
     "BIOCAP_CATALOG_URL": "TreeOfLife-10M catalog.csv, path or URL (default: demo world)",
     "BIOCAP_SHARDS_URL": "input shards as a brace pattern (default: demo world)",
-    "BIOCAP_WIKI_API_URL": "MediaWiki Action API endpoint (default: English Wikipedia)",
+    "BIOCAP_WIKI_API_URL": "MediaWiki Action API endpoint (default: English Wikipedia, "
+    "or the demo's offline wiki when the catalog is the demo's)",
+    "BIOCAP_WIKI_CONTACT": "contact (email or URL) put in the crawler's User-Agent; "
+    "required for a non-loopback API",
 }
 
 
@@ -30,7 +33,8 @@ class Settings:
     duckdb_path: Path
     catalog_url: str | None
     shards_url: str | None
-    wiki_api_url: str
+    wiki_api_url: str | None
+    wiki_contact: str
 
     @property
     def demo_root(self) -> Path:
@@ -53,5 +57,6 @@ class Settings:
             duckdb_path=duckdb_path.resolve(),
             catalog_url=get("BIOCAP_CATALOG_URL"),
             shards_url=get("BIOCAP_SHARDS_URL"),
-            wiki_api_url=get("BIOCAP_WIKI_API_URL") or WIKIPEDIA_API_URL,
+            wiki_api_url=get("BIOCAP_WIKI_API_URL"),
+            wiki_contact=get("BIOCAP_WIKI_CONTACT") or "",
         )

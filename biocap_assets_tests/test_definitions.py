@@ -7,7 +7,7 @@ import dagster as dg
 from biocap_assets.settings import ENV_VARS, Settings
 
 # The contract's asset keys (DESIGN.md); each stage adds its key as it lands.
-IMPLEMENTED_ASSETS = {"taxa_table"}
+IMPLEMENTED_ASSETS = {"taxa_table", "wiki_pages"}
 
 
 def test_definitions_load_with_every_asset(fresh_defs):
@@ -24,7 +24,7 @@ def test_defaults_live_under_biocap_home(tmp_path):
     assert settings.duckdb_path == tmp_path / "biocap.duckdb"
     assert settings.demo_root == tmp_path / "demo"
     assert settings.catalog_url is None and settings.shards_url is None
-    assert settings.wiki_api_url == "https://en.wikipedia.org/w/api.php"
+    assert settings.wiki_api_url is None  # resolved per source: demo wiki or Wikipedia
 
 
 def test_every_variable_is_documented_in_the_readme():

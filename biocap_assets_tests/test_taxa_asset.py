@@ -11,6 +11,18 @@ import pytest
 from biocap_assets_tests.test_taxa import GRASS, RAVEN, write_catalog
 
 
+def materialize_taxa(defs, **kwargs):
+    """taxa_table and its checks only, with the resources the definitions chose."""
+    from biocap_assets.assets.taxa import no_duplicate_taxa, taxa_table
+
+    return dg.materialize(
+        [taxa_table, no_duplicate_taxa],
+        resources=defs.resources,
+        instance=dg.DagsterInstance.ephemeral(),
+        **kwargs,
+    )
+
+
 def _taxa_rows(home):
     with duckdb.connect(str(home / "biocap.duckdb"), read_only=True) as connection:
         return connection.execute(
@@ -19,9 +31,7 @@ def _taxa_rows(home):
 
 
 def test_materialize_on_the_demo_world(fresh_defs, biocap_home):
-    result = fresh_defs.resolve_implicit_global_asset_job_def().execute_in_process(
-        instance=dg.DagsterInstance.ephemeral()
-    )
+    result = materialize_taxa(fresh_defs)
     assert result.success
     rows = _taxa_rows(biocap_home)
     assert len(rows) == 32
@@ -49,9 +59,8 @@ def test_configured_catalog_and_threshold(fresh_defs, biocap_home, monkeypatch, 
     )
     monkeypatch.setenv("BIOCAP_CATALOG_URL", catalog)
     defs = importlib.reload(definitions).defs
-    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(),
-        run_config={"ops": {"taxa_table": {"config": {"max_missing_rank_share": 0.2}}}},
+    result = materialize_taxa(
+        defs, run_config={"ops": {"taxa_table": {"config": {"max_missing_rank_share": 0.2}}}}
     )
     assert result.success  # a WARN check does not fail the run
     (mat,) = result.asset_materializations_for_node("taxa_table")
@@ -69,8 +78,7 @@ def test_bad_catalog_fails_naming_the_file_and_keeps_the_old_table(
 
     import biocap_assets.definitions as definitions
 
-    job = fresh_defs.resolve_implicit_global_asset_job_def()
-    assert job.execute_in_process(instance=dg.DagsterInstance.ephemeral()).success
+    assert materialize_taxa(fresh_defs).success
     before = _taxa_rows(biocap_home)
 
     bad = tmp_path / "broken.csv"
@@ -78,9 +86,7 @@ def test_bad_catalog_fails_naming_the_file_and_keeps_the_old_table(
     monkeypatch.setenv("BIOCAP_CATALOG_URL", str(bad))
     defs = importlib.reload(definitions).defs
     with pytest.raises(Exception, match=r"broken\.csv: missing column\(s\) phylum, class"):
-        defs.resolve_implicit_global_asset_job_def().execute_in_process(
-            instance=dg.DagsterInstance.ephemeral()
-        )
+        materialize_taxa(defs)
     assert _taxa_rows(biocap_home) == before
 
 
@@ -137,26 +143,10 @@ def test_catalog_read_over_http(biocap_home, monkeypatch, http_server):
 
     monkeypatch.setenv("BIOCAP_CATALOG_URL", f"{http_server}/catalog.csv")
     defs = importlib.reload(definitions).defs
-    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
-        instance=dg.DagsterInstance.ephemeral()
-    )
+    result = materialize_taxa(defs)
     assert result.success
     assert len(_taxa_rows(biocap_home)) == 32
     monkeypatch.setenv("BIOCAP_CATALOG_URL", f"{http_server}/missing.csv")
     defs = importlib.reload(definitions).defs
     with pytest.raises(Exception, match=r"missing\.csv: cannot be read"):
-        defs.resolve_implicit_global_asset_job_def().execute_in_process(
-            instance=dg.DagsterInstance.ephemeral()
-        )
-
-
-def test_materialize_function_with_the_checks(fresh_defs, biocap_home):
-    from biocap_assets.assets.taxa import no_duplicate_taxa, taxa_table
-
-    result = dg.materialize([taxa_table, no_duplicate_taxa], resources=fresh_defs.resources)
-    assert result.success
-    assert len(_taxa_rows(biocap_home)) == 32
-    assert {c.check_name for c in result.get_asset_check_evaluations()} == {
-        "missing_rank_share_below_threshold",
-        "no_duplicate_taxa",
-    }
+        materialize_taxa(defs)

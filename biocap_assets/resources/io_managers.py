@@ -29,7 +29,11 @@ _ARTIFACT_SUFFIXES = (".parquet", ".json", ".bin")
 
 
 def _table_name(context: dg.OutputContext | dg.InputContext) -> str:
-    metadata = context.definition_metadata or {}
+    """The table named in the producing asset's ``metadata={"table": ...}``, else its key."""
+    if isinstance(context, dg.InputContext) and context.upstream_output is not None:
+        metadata = context.upstream_output.definition_metadata or {}
+    else:
+        metadata = context.definition_metadata or {}
     name = metadata.get("table") or context.asset_key.path[-1]
     if not str(name).replace("_", "").isalnum():
         raise ValueError(f"asset {context.asset_key.to_user_string()}: bad table name {name!r}")

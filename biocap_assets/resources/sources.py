@@ -23,6 +23,7 @@ DEMO_LABEL = "demo (synthetic)"
 class Source:
     url: str
     label: str
+    demo_dir: str = ""  # a demo-world folder to serve (the offline wiki)
 
     @property
     def is_demo(self) -> bool:
@@ -33,7 +34,8 @@ class SourcesResource(dg.ConfigurableResource):
     demo_root: str = Field(description="folder of the demo world ($BIOCAP_HOME/demo)")
     catalog_url: str | None = Field(default=None, description="BIOCAP_CATALOG_URL")
     shards_url: str | None = Field(default=None, description="BIOCAP_SHARDS_URL")
-    wiki_api_url: str = Field(default=WIKIPEDIA_API_URL, description="BIOCAP_WIKI_API_URL")
+    wiki_api_url: str | None = Field(default=None, description="BIOCAP_WIKI_API_URL")
+    wiki_contact: str = Field(default="", description="BIOCAP_WIKI_CONTACT (User-Agent)")
     demo_seed: int = DEMO_SEED
 
     def demo_world(
@@ -52,3 +54,15 @@ class SourcesResource(dg.ConfigurableResource):
         if self.catalog_url:
             return Source(self.catalog_url, f"configured (BIOCAP_CATALOG_URL={self.catalog_url})")
         return Source(str(self.demo_world(context, launcher).catalog), DEMO_LABEL)
+
+    def wiki(self, context: dg.AssetExecutionContext, launcher: LauncherResource) -> Source:
+        """The MediaWiki API: as configured; the demo's offline wiki when the taxa are the
+        demo's (they are not on Wikipedia); else the English Wikipedia."""
+        if self.wiki_api_url:
+            return Source(
+                self.wiki_api_url, f"configured (BIOCAP_WIKI_API_URL={self.wiki_api_url})"
+            )
+        if not self.catalog_url:
+            world = self.demo_world(context, launcher)
+            return Source("", DEMO_LABEL, demo_dir=str(world.wiki_dir))
+        return Source(WIKIPEDIA_API_URL, "English Wikipedia")

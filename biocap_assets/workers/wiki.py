@@ -1,0 +1,124 @@
+"""Worker: crawl Wikipedia for a list of taxa (``python -m biocap_assets.workers.wiki``).
+
+Reads the taxa to fetch from a Parquet file, writes Parquet parts (see
+scraping/pipelines.py) and reports counts, requests and retries. Scrapy's
+reactor cannot restart inside one process, which is why this is a worker.
+With ``demo_wiki`` it first serves the demo world's pages on loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from contextlib import ExitStack
+from urllib.parse import urlparse
+
+import pyarrow.parquet as pq
+from scrapy.crawler import CrawlerProcess
+from upath import UPath
+
+from biocap_assets.demo.wiki_server import MediaWikiServer
+from biocap_assets.scraping.settings import CrawlOptions, crawler_settings
+from biocap_assets.scraping.spider import WikiSpider
+from biocap_assets.workers.runtime import WorkerContext, worker_context
+
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def require_contact(api_url: str, contact: str) -> None:
+    """Wikimedia asks every client for a User-Agent with a way to reach its operator."""
+    host = urlparse(api_url).hostname or ""
+    if host not in _LOOPBACK and not contact.strip():
+        raise ValueError(
+            f"crawling {api_url} needs a contact for the User-Agent (an email or URL): set "
+            "BIOCAP_WIKI_CONTACT (Wikimedia's User-Agent policy)"
+        )
+
+
+class Progress:
+    """Log every ``every`` taxa: done / total, rate and ETA."""
+
+    def __init__(self, ctx: WorkerContext, every: int):
+        self.ctx, self.every, self.started = ctx, max(1, every), time.perf_counter()
+
+    def __call__(self, done: int, total: int) -> None:
+        if done % self.every and done != total:
+            return
+        elapsed = time.perf_counter() - self.started
+        rate = done / elapsed if elapsed else 0.0
+        eta = (total - done) / rate if rate else float("nan")
+        self.ctx.log.info(f"wiki: {done}/{total} taxa ({rate:.1f} taxa/s, ETA {eta:.0f}s)")
+
+
+def crawl(ctx: WorkerContext) -> dict:
+    extras = ctx.extras
+    options = CrawlOptions.from_extras(extras)
+    with UPath(extras["todo"]).open("rb") as f:
+        taxa = pq.read_table(f).to_pylist()
+    with ExitStack() as stack:
+        api_url = extras.get("api_url") or ""
+        if extras.get("demo_wiki"):
+            server = stack.enter_context(MediaWikiServer.from_folder(extras["demo_wiki"]))
+            api_url = server.api_url
+            ctx.log.info(f"serving the demo wiki at {api_url}")
+        if not api_url:
+            raise ValueError("no MediaWiki API URL given (api_url or demo_wiki)")
+        require_contact(api_url, options.contact)
+        settings = {
+            **crawler_settings(options),
+            "ITEM_PIPELINES": {"biocap_assets.scraping.pipelines.ParquetPartsPipeline": 300},
+            "BIOCAP_PARTS_URL": extras["parts"],
+            "BIOCAP_FLUSH_EVERY": options.flush_every,
+        }
+        started = time.perf_counter()
+        process = CrawlerProcess(settings)
+        crawler = process.create_crawler(WikiSpider)
+        process.crawl(
+            crawler,
+            taxa=taxa,
+            api_url=api_url,
+            keywords=options.keywords,
+            keep_lead=options.keep_lead,
+            maxlag=options.maxlag,
+            progress=Progress(ctx, options.progress_every),
+        )
+        process.start()
+        elapsed = time.perf_counter() - started
+    stats = crawler.stats.get_stats()
+    spider: WikiSpider = crawler.spider
+    requests = int(stats.get("downloader/request_count", 0))
+    return {
+        "taxa": len(taxa),
+        "items": spider.emitted,
+        "status_counts": dict(spider.status_counts),
+        "requests": requests,
+        "requests_per_taxon": round(requests / len(taxa), 4) if taxa else 0.0,
+        "retries": int(stats.get("retry/count", 0)),
+        "retry_wait_seconds": round(float(stats.get("biocap/retry_wait_seconds", 0.0)), 2),
+        "responses_429": int(stats.get("downloader/response_status_count/429", 0)),
+        "finish_reason": stats.get("finish_reason", ""),
+        "seconds": round(elapsed, 2),
+        "api_url": api_url,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--todo", help="Parquet file of taxa (taxon_id, binomial, ranks...)")
+    parser.add_argument("--parts", help="folder (path or URL) for the Parquet parts")
+    parser.add_argument("--api-url", dest="api_url", default="")
+    parser.add_argument("--demo-wiki", dest="demo_wiki", default="")
+    parser.add_argument("--contact", default="")
+    parser.add_argument("--concurrency", type=int, default=3)
+    parser.add_argument("--close-after-pages", dest="close_after_pages", type=int, default=0)
+    args, _ = parser.parse_known_args(argv)
+    cli = {k: v for k, v in vars(args).items() if v not in (None, "")}
+    with worker_context(cli) as ctx:
+        for needed in ("todo", "parts"):
+            if not ctx.extras.get(needed):
+                parser.error(f"--{needed} (or the '{needed}' extra) is required")
+        ctx.report_result(crawl(ctx))
+
+
+if __name__ == "__main__":
+    main()
