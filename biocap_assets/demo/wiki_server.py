@@ -44,6 +44,7 @@ class LoggedRequest:
     params: dict[str, str]
     headers: dict[str, str]
     status: int
+    received: float  # time.monotonic() when the request arrived
 
 
 def load_pages(wiki_dir: str | Path) -> tuple[list[WikiPage], dict[str, str]]:
@@ -188,6 +189,7 @@ class MediaWikiServer:
                 pass
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                received = time.monotonic()
                 params = {k: v[-1] for k, v in parse_qs(urlparse(self.path).query).items()}
                 with server._lock:
                     attempt = sum(1 for r in server.log if r.params == params) + 1
@@ -206,7 +208,9 @@ class MediaWikiServer:
                     body = gzip.compress(body, mtime=0)
                     headers["Content-Encoding"] = "gzip"
                 with server._lock:
-                    server.log.append(LoggedRequest(params, dict(self.headers.items()), status))
+                    server.log.append(
+                        LoggedRequest(params, dict(self.headers.items()), status, received)
+                    )
                 try:
                     self.send_response(status)
                     for key, value in headers.items():

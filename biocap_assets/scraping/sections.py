@@ -26,6 +26,7 @@ VISUAL_KEYWORDS = (
     "structure",
 )
 _HEADINGS = {"h2", "h3", "h4", "h5", "h6"}
+_BLOCKS = {"p", "li", "ul", "ol", "dl", "dd", "dt", "div", "br"}
 # Page furniture whose text is never section content.
 _DROP_CLASSES = (
     "mw-editsection",
@@ -92,6 +93,10 @@ def _parse(html: str):
         )
         if furniture and element.getparent() is not None:
             element.drop_tree()
+        elif element.tag in _BLOCKS:
+            # Block boundaries separate words ("prominent<ul><li>raised" is two words).
+            element.text = " " + (element.text or "")
+            element.tail = " " + (element.tail or "")
     return root
 
 

@@ -9,6 +9,7 @@ With ``demo_wiki`` it first serves the demo world's pages on loopback.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from contextlib import ExitStack
 from urllib.parse import urlparse
@@ -111,8 +112,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--contact", default="")
     parser.add_argument("--concurrency", type=int, default=3)
     parser.add_argument("--close-after-pages", dest="close_after_pages", type=int, default=0)
+    parser.add_argument(
+        "--options", default="{}", help="more crawl options as JSON (see scraping/settings.py)"
+    )
     args, _ = parser.parse_known_args(argv)
-    cli = {k: v for k, v in vars(args).items() if v not in (None, "")}
+    cli = {k: v for k, v in vars(args).items() if v not in (None, "") and k != "options"}
+    cli |= json.loads(args.options)
     with worker_context(cli) as ctx:
         for needed in ("todo", "parts"):
             if not ctx.extras.get(needed):
