@@ -10,7 +10,7 @@ and tries its hits in order.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,6 +28,7 @@ from biocap_assets.scraping.sections import (
     taxobox_ranks,
 )
 
+PAGE_CACHE_SIZE = 20_000
 RANKS = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
 
 
@@ -85,7 +86,9 @@ class WikiSpider(scrapy.Spider):
         self.progress = progress
         self.emitted = 0
         self.status_counts: Counter[str] = Counter()
-        self._pages: dict[str, PageInfo] = {}  # by every title that led to it
+        # Parsed pages by every title that led to them; bounded, since a real crawl sees
+        # ~450k pages and only needs a page again when another taxon points at it soon.
+        self._pages: OrderedDict[str, PageInfo] = OrderedDict()
         self._waiting: dict[str, list[Taxon]] = {}  # parse requests in flight, by title
 
     # -- requests ---------------------------------------------------------------
@@ -206,7 +209,11 @@ class WikiSpider(scrapy.Spider):
             for taxon in waiting:
                 yield self.item(taxon, "error", reason=f"{title!r}: {exc}")
             return
-        self._pages[title] = self._pages[info.title] = info
+        for key in {title, info.title}:
+            self._pages[key] = info
+            self._pages.move_to_end(key)
+        while len(self._pages) > PAGE_CACHE_SIZE:
+            self._pages.popitem(last=False)
         for taxon in waiting:
             yield from self.evaluate(taxon, info)
 
