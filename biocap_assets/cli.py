@@ -39,26 +39,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from biocap_assets.definitions import defs
+    from biocap_assets.jobs import run_everything
 
     instance = dg.DagsterInstance.get()
-    job = defs.resolve_implicit_global_asset_job_def()
-    result = job.execute_in_process(instance=instance, raise_on_error=False)
+    results = run_everything(defs, instance)
     print()
-    for event in result.get_asset_materialization_events():
-        mat = event.event_specific_data.materialization
-        source = mat.metadata.get("source")
-        print(
-            f"materialized {mat.asset_key.to_user_string()}"
-            + (f"  [source: {source.value}]" if source else "")
-        )
-    for event in result.get_asset_check_evaluations():
-        state = "passed" if event.passed else "FAILED"
-        print(f"check {event.asset_key.to_user_string()}:{event.check_name} {state}")
+    for result in results:
+        for event in result.get_asset_materialization_events():
+            mat = event.event_specific_data.materialization
+            source = mat.metadata.get("source")
+            partition = f"[{mat.partition}]" if mat.partition else ""
+            print(
+                f"materialized {mat.asset_key.to_user_string()}{partition}"
+                + (f"  (source: {source.value})" if source else "")
+            )
+        for event in result.get_asset_check_evaluations():
+            state = "passed" if event.passed else "FAILED"
+            print(f"check {event.asset_key.to_user_string()}:{event.check_name} {state}")
     print(f"\nDuckDB tables:  {settings.duckdb_path}")
     print(f"Storage root:   {settings.storage_url}")
     print(f"Demo world:     {settings.demo_root}")
     print(f"Dagster runs:   {os.environ['DAGSTER_HOME']} (see them with `make dev`)")
-    if not result.success:
+    if not results or not results[-1].success:
         print("\nThe demo run failed; the error is above.", file=sys.stderr)
         return 1
     return 0

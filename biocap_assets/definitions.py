@@ -11,7 +11,8 @@ import os
 
 import dagster as dg
 
-from biocap_assets.assets import taxa, wiki
+from biocap_assets.assets import captions, descriptions, taxa, wiki
+from biocap_assets.jobs import ALL_JOBS
 from biocap_assets.resources import (
     ArtifactIOManager,
     BiocapDuckDB,
@@ -35,7 +36,11 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "duckdb": duckdb,
         "table_io_manager": DuckDBTableIOManager(duckdb=duckdb, storage=storage),
         "io_manager": ArtifactIOManager(storage=storage),
-        "launcher": LauncherResource(),
+        "launcher": LauncherResource(
+            mode=os.environ.get("BIOCAP_LAUNCHER", "local").strip() or "local",
+            image=_env_or("BIOCAP_WORKER_IMAGE", ""),
+            namespace=_env_or("BIOCAP_K8S_NAMESPACE", "biocap"),
+        ),
         "sources": SourcesResource(
             demo_root=str(settings.demo_root),
             catalog_url=_env_or("BIOCAP_CATALOG_URL", None),
@@ -46,7 +51,13 @@ def build_resources(settings: Settings) -> dict[str, object]:
     }
 
 
-ALL_ASSETS = [taxa.taxa_table, wiki.wiki_pages]
+SETTINGS = Settings.from_env()
+ALL_ASSETS = [
+    taxa.taxa_table,
+    wiki.wiki_pages,
+    descriptions.visual_descriptions,
+    captions.build_captioned_shards(SETTINGS),
+]
 ALL_CHECKS = [taxa.no_duplicate_taxa, wiki.every_taxon_has_a_row, wiki.error_share_below_threshold]
 
 pipeline_job = dg.define_asset_job(
@@ -58,6 +69,6 @@ pipeline_job = dg.define_asset_job(
 defs = dg.Definitions(
     assets=ALL_ASSETS,
     asset_checks=ALL_CHECKS,
-    jobs=[pipeline_job],
-    resources=build_resources(Settings.from_env()),
+    jobs=ALL_JOBS,
+    resources=build_resources(SETTINGS),
 )

@@ -21,6 +21,9 @@ ENV_VARS = {
     "BIOCAP_SHARDS_URL": "input shards as a brace pattern (default: demo world)",
     "BIOCAP_WIKI_API_URL": "MediaWiki Action API endpoint (default: English Wikipedia, "
     "or the demo's offline wiki when the catalog is the demo's)",
+    "BIOCAP_LAUNCHER": "where workers run: local (subprocesses, default) or k8s (pods)",
+    "BIOCAP_WORKER_IMAGE": "k8s launcher: the GPU worker image",
+    "BIOCAP_K8S_NAMESPACE": "k8s launcher: namespace of worker pods (default biocap)",
     "BIOCAP_WIKI_CONTACT": "contact (email or URL) put in the crawler's User-Agent; "
     "required for a non-loopback API",
 }

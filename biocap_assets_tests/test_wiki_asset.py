@@ -12,7 +12,7 @@ from biocap_assets.scraping.pipelines import WIKI_SCHEMA, write_part
 
 
 def _materialize(defs, run_config=None):
-    job = defs.resolve_implicit_global_asset_job_def()
+    job = defs.resolve_job_def("prepare_text")
     return job.execute_in_process(
         instance=dg.DagsterInstance.ephemeral(), run_config=run_config or {}
     )

@@ -14,7 +14,8 @@ from pydantic import Field
 
 from biocap_assets.demo.world import DEMO_SEED, DemoWorld, is_complete
 from biocap_assets.resources.launcher import LauncherResource
-from biocap_assets.settings import WIKIPEDIA_API_URL
+from biocap_assets.settings import WIKIPEDIA_API_URL, Settings
+from biocap_assets.shards.naming import shard_partitions
 
 DEMO_LABEL = "demo (synthetic)"
 
@@ -55,6 +56,15 @@ class SourcesResource(dg.ConfigurableResource):
             return Source(self.catalog_url, f"configured (BIOCAP_CATALOG_URL={self.catalog_url})")
         return Source(str(self.demo_world(context, launcher).catalog), DEMO_LABEL)
 
+    def shards(
+        self, context: dg.AssetExecutionContext, launcher: LauncherResource
+    ) -> tuple[dict[str, str], str]:
+        """Partition key -> input shard URL, and the source label."""
+        if self.shards_url:
+            return shard_partitions(self.shards_url), "configured (BIOCAP_SHARDS_URL)"
+        world = self.demo_world(context, launcher)
+        return shard_partitions(world.train_shards_pattern), DEMO_LABEL
+
     def wiki(self, context: dg.AssetExecutionContext, launcher: LauncherResource) -> Source:
         """The MediaWiki API: as configured; the demo's offline wiki when the taxa are the
         demo's (they are not on Wikipedia); else the English Wikipedia."""
@@ -66,3 +76,12 @@ class SourcesResource(dg.ConfigurableResource):
             world = self.demo_world(context, launcher)
             return Source("", DEMO_LABEL, demo_dir=str(world.wiki_dir))
         return Source(WIKIPEDIA_API_URL, "English Wikipedia")
+
+
+def shard_partition_keys(settings: Settings) -> list[str]:
+    """The partition keys, known when the definitions load (no demo world needed yet)."""
+    from biocap_assets.demo.world import DemoSizes
+
+    if settings.shards_url:
+        return sorted(shard_partitions(settings.shards_url))
+    return [f"{i:06d}" for i in range(DemoSizes().train_shards)]

@@ -6,8 +6,6 @@ server). Writes are atomic: locally a temp file renamed into place; on object
 stores a single upload, which is only visible once complete.
 """
 
-import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO
@@ -16,6 +14,8 @@ import dagster as dg
 import fsspec
 from pydantic import Field
 from upath import UPath
+
+from biocap_assets.shards.io import atomic_open
 
 
 class StorageResource(dg.ConfigurableResource):
@@ -47,21 +47,8 @@ class StorageResource(dg.ConfigurableResource):
     @contextmanager
     def open_atomic(self, *parts: str, mode: str = "wb") -> Iterator[IO]:
         """Open ``parts`` for writing; readers see the old file or the whole new one."""
-        target = self.path(*parts)
-        if self.is_local:
-            local = target.path
-            os.makedirs(os.path.dirname(local), exist_ok=True)
-            tmp = f"{local}.tmp-{uuid.uuid4().hex[:8]}"
-            try:
-                with open(tmp, mode) as f:
-                    yield f
-                os.replace(tmp, local)
-            finally:
-                if os.path.exists(tmp):
-                    os.remove(tmp)
-        else:
-            with target.open(mode) as f:
-                yield f
+        with atomic_open(str(self.path(*parts)), mode) as f:
+            yield f
 
     def write_bytes(self, *parts: str, data: bytes) -> UPath:
         with self.open_atomic(*parts) as f:

@@ -1,0 +1,1 @@
+"""Prompt building and text generation backends (vllm | openai | cpu fallbacks)."""

@@ -1,0 +1,115 @@
+"""Any OpenAI-compatible chat-completions endpoint (``vllm serve``, a hosted API...).
+
+Bounded concurrency (a thread pool), a timeout per call, and retries with
+exponential backoff on connection errors, timeouts, 429 and 5xx (honouring
+``Retry-After``). A request that still fails, or whose answer has no text,
+becomes a :class:`Generation` with an error; the batch goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from biocap_assets.inference.base import (
+    Generation,
+    GenerationRequest,
+    SamplingConfig,
+    chat_messages,
+)
+
+_RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+
+
+@dataclass(frozen=True)
+class OpenAIConfig:
+    base_url: str  # e.g. http://vllm:8000/v1
+    model: str
+    api_key: str = ""
+    concurrency: int = 8
+    timeout: float = 120.0
+    retries: int = 3
+    backoff_base: float = 1.0
+
+
+class _Retryable(Exception):
+    def __init__(self, message: str, wait: float | None = None):
+        super().__init__(message)
+        self.wait = wait
+
+
+class OpenAIBackend:
+    name = "openai"
+
+    def __init__(self, config: OpenAIConfig, sampling: SamplingConfig):
+        self.config = config
+        self.model = config.model
+        self._sampling = sampling
+        self._url = config.base_url.rstrip("/") + "/chat/completions"
+
+    def _post(self, body: bytes) -> dict:
+        headers = {"Content-Type": "application/json"}
+        if self.config.api_key:
+            headers["Authorization"] = f"Bearer {self.config.api_key}"
+        request = urllib.request.Request(self._url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.config.timeout) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code in _RETRY_STATUS:
+                wait = exc.headers.get("Retry-After")
+                raise _Retryable(
+                    f"HTTP {exc.code}",
+                    float(wait) if wait and wait.replace(".", "", 1).isdigit() else None,
+                ) from exc
+            raise ValueError(f"HTTP {exc.code}: {exc.read()[:200]!r}") from exc
+        except TimeoutError as exc:
+            raise _Retryable(f"timeout after {self.config.timeout}s") from exc
+        except urllib.error.URLError as exc:
+            if isinstance(exc.reason, TimeoutError | socket.timeout):
+                raise _Retryable(f"timeout after {self.config.timeout}s") from exc
+            raise _Retryable(f"connection error: {exc.reason}") from exc
+        except ValueError as exc:
+            raise ValueError(f"malformed answer: {exc}") from exc
+
+    def _one(self, request: GenerationRequest) -> Generation:
+        payload = {
+            "model": self.model,
+            "messages": chat_messages(request),
+            "temperature": self._sampling.temperature,
+            "top_p": self._sampling.top_p,
+            "max_tokens": self._sampling.max_tokens,
+        }
+        if request.seed is not None:
+            payload["seed"] = request.seed
+        body = json.dumps(payload).encode()
+        last = ""
+        for attempt in range(self.config.retries + 1):
+            try:
+                answer = self._post(body)
+                text = answer["choices"][0]["message"]["content"]
+                if not isinstance(text, str):
+                    raise ValueError("malformed answer: message content is not text")
+                return Generation(request.id, text.strip())
+            except _Retryable as exc:
+                last = str(exc)
+                if attempt == self.config.retries:
+                    break
+                time.sleep(
+                    exc.wait if exc.wait is not None else self.config.backoff_base * 2**attempt
+                )
+            except (KeyError, IndexError, TypeError) as exc:
+                return Generation(request.id, None, f"malformed answer: missing {exc}")
+            except ValueError as exc:
+                return Generation(request.id, None, str(exc))
+        return Generation(request.id, None, f"{last} after {self.config.retries + 1} attempts")
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        with ThreadPoolExecutor(max_workers=max(1, self.config.concurrency)) as pool:
+            return list(pool.map(self._one, requests))

@@ -1,0 +1,44 @@
+"""Jobs users launch from the UI, and the order `biocap demo` runs them in."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+TEXT_ASSETS = ["taxa_table", "wiki_pages", "visual_descriptions"]
+
+prepare_text = dg.define_asset_job(
+    "prepare_text",
+    selection=dg.AssetSelection.assets(*TEXT_ASSETS),
+    description="Taxa, Wikipedia pages and visual descriptions (unpartitioned), upstream first.",
+)
+caption_backfill = dg.define_asset_job(
+    "caption_backfill",
+    selection=dg.AssetSelection.assets("captioned_shards"),
+    description="Caption shards: launch as a backfill, one partition (one tar) per run.",
+)
+
+ALL_JOBS = [prepare_text, caption_backfill]
+
+
+def run_everything(
+    defs: dg.Definitions, instance: dg.DagsterInstance, raise_on_error: bool = False
+) -> list[dg.ExecuteInProcessResult]:
+    """Every job in dependency order, each partition of a partitioned job in its own run;
+    stops at the first failed run."""
+    results = []
+    for job in ALL_JOBS:
+        job_def = defs.resolve_job_def(job.name)
+        partitions = job_def.partitions_def
+        keys = (
+            partitions.get_partition_keys(dynamic_partitions_store=instance)
+            if partitions
+            else [None]
+        )
+        for key in keys:
+            result = job_def.execute_in_process(
+                instance=instance, partition_key=key, raise_on_error=raise_on_error
+            )
+            results.append(result)
+            if not result.success:
+                return results
+    return results

@@ -1,0 +1,118 @@
+"""Kubernetes pod specs for workers, built by pure functions (tests validate them offline).
+
+A worker pod runs the same ``python -m biocap_assets.workers.<name>`` command as
+the local launcher, in the GPU worker image, as a non-root user, with resource
+requests and limits, ``nvidia.com/gpu`` for GPU workers, the node selector and
+tolerations of the GPU pool, and S3 credentials from a Secret.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+GPU_RESOURCE = "nvidia.com/gpu"
+DEFAULT_GPU_WORKERS = ("describe", "caption", "train", "evaluate")
+
+
+@dataclass(frozen=True)
+class PodOptions:
+    image: str
+    namespace: str = "biocap"
+    service_account: str = "biocap-worker"
+    gpus: int = 1
+    gpu_workers: tuple[str, ...] = DEFAULT_GPU_WORKERS
+    cpu: str = "4"
+    memory: str = "32Gi"
+    gpu_cpu: str = "16"
+    gpu_memory: str = "120Gi"
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerations: Sequence[Mapping[str, str]] = field(
+        default_factory=lambda: (
+            {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"},
+        )
+    )
+    s3_secret: str = "biocap-s3"
+    run_as_user: int = 1000
+    shm_size: str = "16Gi"  # PyTorch data loaders and NCCL need more than the 64 MiB default
+
+
+def uses_gpu(worker: str, options: PodOptions) -> bool:
+    return options.gpus > 0 and worker in options.gpu_workers
+
+
+def worker_container(
+    worker: str, command: Sequence[str], options: PodOptions, env: Mapping[str, str] | None = None
+) -> dict:
+    gpu = uses_gpu(worker, options)
+    cpu, memory = (options.gpu_cpu, options.gpu_memory) if gpu else (options.cpu, options.memory)
+    limits: dict[str, str] = {"memory": memory}
+    requests: dict[str, str] = {"cpu": cpu, "memory": memory}
+    if gpu:
+        limits[GPU_RESOURCE] = str(options.gpus)
+        requests[GPU_RESOURCE] = str(options.gpus)
+    container = {
+        "name": f"biocap-{worker.replace('_', '-')}",
+        "image": options.image,
+        "command": list(command),
+        "env": [{"name": k, "value": v} for k, v in sorted((env or {}).items())],
+        "resources": {"requests": requests, "limits": limits},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": options.run_as_user,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [
+            {"name": "dshm", "mountPath": "/dev/shm"},
+            {"name": "scratch", "mountPath": "/tmp"},
+        ],
+    }
+    if options.s3_secret:
+        container["envFrom"] = [{"secretRef": {"name": options.s3_secret}}]
+    return container
+
+
+def worker_pod_spec(
+    worker: str, command: Sequence[str], options: PodOptions, env: Mapping[str, str] | None = None
+) -> dict:
+    """The pod spec for one worker run (PipesK8sClient adds the Pipes bootstrap env)."""
+    spec: dict = {
+        "restartPolicy": "Never",
+        "serviceAccountName": options.service_account,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": options.run_as_user,
+            "fsGroup": options.run_as_user,
+        },
+        "containers": [worker_container(worker, command, options, env)],
+        "volumes": [
+            {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": options.shm_size}},
+            {"name": "scratch", "emptyDir": {}},
+        ],
+    }
+    if uses_gpu(worker, options):
+        if options.node_selector:
+            spec["nodeSelector"] = dict(options.node_selector)
+        spec["tolerations"] = [dict(t) for t in options.tolerations]
+    return spec
+
+
+def pod_manifest(
+    name: str,
+    worker: str,
+    command: Sequence[str],
+    options: PodOptions,
+    env: Mapping[str, str] | None = None,
+) -> dict:
+    """A whole Pod object around :func:`worker_pod_spec` (for validation and kubectl)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": options.namespace,
+            "labels": {"app.kubernetes.io/name": "biocap-worker", "biocap/worker": worker},
+        },
+        "spec": worker_pod_spec(worker, command, options, env),
+    }

@@ -1,0 +1,133 @@
+"""Worker: caption one shard (``python -m biocap_assets.workers.caption``).
+
+One run = one input tar = one partition. The output shard is written atomically:
+a killed run leaves no complete-looking tar. Captions come from a VLM backend
+(vllm, openai), the CPU template captioner, or the released TreeOfLife-10M-Captions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import time
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from biocap_assets.inference.factory import InferenceConfig, make_backend
+from biocap_assets.inference.prompts import FormatExamples
+from biocap_assets.inference.tasks import (
+    Captioner,
+    GenerativeCaptioner,
+    NoopCaptioner,
+    ReleasedCaptioner,
+    TemplateCaptionerAdapter,
+)
+from biocap_assets.resources.duckdb import register_filesystem
+from biocap_assets.shards.io import atomic_open, open_read
+from biocap_assets.shards.rewrite import ShardStats, description_lookup, rewrite_shard, shard_keys
+from biocap_assets.workers.runtime import worker_context
+
+SOURCES = ("cpu", "vllm", "openai", "released", "noop")
+
+
+def released_captions(parquet_url: str, keys: list[str]) -> dict[str, str]:
+    """Captions of ``keys`` from ``uuid_caption_description.parquet`` (uuid, caption, ...)."""
+    with duckdb.connect() as connection:
+        register_filesystem(connection, parquet_url)
+        connection.register("wanted", pa.table({"uuid": keys}))
+        rows = connection.execute(
+            "SELECT r.uuid, r.caption FROM read_parquet(?) r JOIN wanted USING (uuid) "
+            "WHERE r.caption IS NOT NULL AND trim(r.caption) <> ''",
+            [parquet_url],
+        ).fetchall()
+    return dict(rows)
+
+
+def make_captioner(extras: dict, log) -> Captioner:
+    source = extras.get("source", "cpu")
+    if source not in SOURCES:
+        raise ValueError(f"caption source must be one of {', '.join(SOURCES)}, got {source!r}")
+    if source == "cpu":
+        return TemplateCaptionerAdapter()
+    if source == "noop":
+        return NoopCaptioner()
+    if source == "released":
+        if not extras.get("released_url"):
+            raise ValueError(
+                "the released caption source needs released_url (uuid_caption_description.parquet)"
+            )
+        with open_read(extras["input"]) as f:
+            keys = shard_keys(f)
+        captions = released_captions(extras["released_url"], keys)
+        log.info(f"released captions: {len(captions)} of {len(keys)} keys found")
+        return ReleasedCaptioner(captions)
+    config = InferenceConfig.from_dict({**(extras.get("inference") or {}), "backend": source})
+    examples = (
+        FormatExamples.from_csv(extras["format_examples"])
+        if extras.get("format_examples")
+        else FormatExamples({})
+    )
+    return GenerativeCaptioner(make_backend(config), examples, seed=config.seed)
+
+
+def run(extras: dict, log) -> dict:
+    captioner = make_captioner(extras, log)
+    describe = None
+    if extras.get("descriptions"):
+        with open_read(extras["descriptions"]) as f:
+            describe = description_lookup(pq.read_table(io.BytesIO(f.read())).to_pylist())
+    every = int(extras.get("progress_every", 1000))
+    started = time.perf_counter()
+    last = [0]
+
+    def progress(stats: ShardStats) -> None:
+        if stats.samples - last[0] >= every:
+            last[0] = stats.samples
+            rate = stats.samples / (time.perf_counter() - started)
+            log.info(
+                f"shard {extras.get('partition', '')}: {stats.samples} samples, "
+                f"{stats.captioned} captioned ({rate:.1f} samples/s)"
+            )
+
+    with open_read(extras["input"]) as src, atomic_open(extras["output"]) as dst:
+        stats = rewrite_shard(
+            src,
+            dst,
+            captioner,
+            describe,
+            batch_size=int(extras.get("batch_size", 256)),
+            progress=progress,
+        )
+    log.info(f"shard {extras.get('partition', '')} done: {stats.as_row()}")
+    return {
+        **stats.as_row(),
+        "examples": stats.examples,
+        "errors": stats.errors,
+        "output": extras["output"],
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--input")
+    parser.add_argument("--output")
+    parser.add_argument("--source", default="cpu", choices=SOURCES)
+    parser.add_argument("--descriptions", help="visual_descriptions Parquet")
+    parser.add_argument("--format-examples", dest="format_examples")
+    parser.add_argument("--released-url", dest="released_url")
+    parser.add_argument("--batch-size", dest="batch_size", type=int, default=256)
+    parser.add_argument("--inference", type=json.loads, default={})
+    args, _ = parser.parse_known_args(argv)
+    cli = {k: v for k, v in vars(args).items() if v not in (None, "", {})}
+    with worker_context(cli) as ctx:
+        for needed in ("input", "output"):
+            if not ctx.extras.get(needed):
+                parser.error(f"--{needed} (or the '{needed}' extra) is required")
+        ctx.report_result(run(ctx.extras, ctx.log))
+
+
+if __name__ == "__main__":
+    main()
