@@ -164,7 +164,11 @@ def build_captioned_shards(settings: Settings) -> dg.AssetsDefinition:
         yield dg.AssetCheckResult(
             check_name=CAPTIONED_SHARE_CHECK,
             passed=share >= config.min_captioned_share,
-            metadata={"captioned_share": round(share, 4), "threshold": config.min_captioned_share},
+            metadata={
+                "partition": key,
+                "captioned_share": round(share, 4),
+                "threshold": config.min_captioned_share,
+            },
         )
 
     return captioned_shards

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from biocap_assets.assets.taxa import OWNERS
 from biocap_assets.inference.factory import InferenceConfig
-from biocap_assets.resources import LauncherResource, StorageResource
+from biocap_assets.resources import LauncherResource, SourcesResource, StorageResource
 from biocap_assets.shards.io import open_read
 
 RANK_COLUMNS = ["kingdom", "phylum", "class", "order", "family", "genus", "species"]
@@ -105,6 +105,7 @@ def visual_descriptions(
     config: DescriptionsConfig,
     wiki_pages: pa.Table,
     taxa_table: pa.Table,
+    sources: SourcesResource,
     launcher: LauncherResource,
     storage: StorageResource,
 ):
@@ -189,6 +190,7 @@ def visual_descriptions(
     return dg.Output(
         table,
         metadata={
+            "source": sources.data_label,
             "backend": reports[0]["backend"],
             "model": reports[0]["model"],
             "cpu_fallback": reports[0]["backend"] == "cpu",

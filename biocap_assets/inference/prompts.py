@@ -70,6 +70,8 @@ DEFAULT_EXAMPLES = (
     "white-spotted margins.",
 )
 REFERENCE_CHARS = 600
+# How the upstream file (and pandas) spell "no examples for this class".
+_MISSING = {"", "nan", "n/a", "na", "none", "null"}
 
 
 @dataclass(frozen=True)
@@ -99,9 +101,9 @@ class FormatExamples:
 
 
 def split_examples(text: str) -> tuple[str, ...]:
-    """``"1.A … 2.B … 3.C …"`` into its examples; '' or 'nan' give none."""
+    """``"1.A … 2.B … 3.C …"`` into its examples; blanks and 'N/A', 'nan' give none."""
     text = text.strip()
-    if not text or text.lower() == "nan":
+    if text.lower() in _MISSING:
         return ()
     parts = re.split(r"(?:^|\s)\d+\.\s*(?=\S)", text)
     return tuple(" ".join(p.split()) for p in parts if p.strip())

@@ -39,6 +39,13 @@ class SourcesResource(dg.ConfigurableResource):
     wiki_contact: str = Field(default="", description="BIOCAP_WIKI_CONTACT (User-Agent)")
     demo_seed: int = DEMO_SEED
 
+    @property
+    def data_label(self) -> str:
+        """Where the taxa (and so everything derived from them) come from."""
+        if self.catalog_url:
+            return f"configured (BIOCAP_CATALOG_URL={self.catalog_url})"
+        return DEMO_LABEL
+
     def demo_world(
         self, context: dg.AssetExecutionContext, launcher: LauncherResource
     ) -> DemoWorld:

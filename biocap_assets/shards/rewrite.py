@@ -10,7 +10,6 @@ existing ``caption.txt`` is replaced, so re-captioning a shard is idempotent.
 from __future__ import annotations
 
 import io
-import tarfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import BinaryIO
 from PIL import Image, UnidentifiedImageError
 
 from biocap_assets.inference.tasks import Captioner, CaptionInput
+from biocap_assets.shards.tarstream import END_OF_ARCHIVE, RawMember, iter_raw_members, member_bytes
 from biocap_assets.shards.texts import RANKS
 
 IMAGE_SUFFIXES = ("jpg", "jpeg", "png", "webp")
@@ -27,12 +27,15 @@ CAPTION_SUFFIX = "caption.txt"
 
 @dataclass
 class Member:
-    info: tarfile.TarInfo
-    data: bytes
+    raw: RawMember
+
+    @property
+    def data(self) -> bytes:
+        return self.raw.data
 
     @property
     def suffix(self) -> str:
-        return split_name(self.info.name)[1]
+        return split_name(self.raw.name)[1]
 
 
 @dataclass
@@ -67,20 +70,21 @@ def split_name(name: str) -> tuple[str, str]:
 
 
 def iter_samples(fileobj: BinaryIO) -> Iterator[Sample]:
-    """Samples in tar order; a sample is a run of consecutive members with one key."""
+    """Samples in tar order; a sample is a run of consecutive members with one key.
+
+    Members that are not regular files (folders, global headers) form no sample and
+    are dropped, as webdataset does.
+    """
     current: Sample | None = None
-    with tarfile.open(fileobj=fileobj, mode="r|*") as tar:
-        for info in tar:
-            if not info.isfile():
-                continue
-            extracted = tar.extractfile(info)
-            data = extracted.read() if extracted is not None else b""
-            key, _ = split_name(info.name)
-            if current is None or current.key != key:
-                if current is not None:
-                    yield current
-                current = Sample(key)
-            current.members.append(Member(info, data))
+    for raw in iter_raw_members(fileobj):
+        if not raw.is_file:
+            continue
+        key, _ = split_name(raw.name)
+        if current is None or current.key != key:
+            if current is not None:
+                yield current
+            current = Sample(key)
+        current.members.append(Member(raw))
     if current is not None:
         yield current
 
@@ -105,12 +109,16 @@ def parse_taxon_tag(tag: str) -> dict[str, str]:
 
 
 def image_problem(data: bytes | None) -> str | None:
-    """None when the image decodes; else 'no_image' or 'bad_image'."""
+    """None when the image decodes; else 'no_image' or 'bad_image'.
+
+    JPEGs decode at 1/8 scale (``draft``): every byte of the entropy-coded data is
+    still read, so truncation and corruption are caught, at a fraction of the cost.
+    """
     if data is None:
         return "no_image"
     try:
         with Image.open(io.BytesIO(data)) as image:
-            image.draft("RGB", (128, 128))  # JPEG: decode at reduced scale, fast
+            image.draft("RGB", (1, 1))
             image.load()
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         return "bad_image"
@@ -159,28 +167,22 @@ class ShardStats:
 DescriptionLookup = Callable[[dict[str, str]], str | None]
 
 
-def _copy_info(info: tarfile.TarInfo) -> tarfile.TarInfo:
-    copy = tarfile.TarInfo(info.name)
-    for attr in ("size", "mtime", "mode", "type", "uid", "gid", "uname", "gname", "linkname"):
-        setattr(copy, attr, getattr(info, attr))
-    copy.pax_headers = dict(info.pax_headers)
-    return copy
-
-
-def _write_sample(tar: tarfile.TarFile, sample: Sample, caption: str | None) -> None:
+def _write_sample(out: BinaryIO, sample: Sample, caption: str | None) -> None:
     last = None
     for member in sample.members:
         if member.suffix.lower() == CAPTION_SUFFIX:
             continue  # replaced below
-        tar.addfile(_copy_info(member.info), io.BytesIO(member.data))
-        last = member.info
+        out.write(member.raw.raw)
+        last = member.raw
     if caption is not None:
-        data = caption.encode("utf-8")
-        info = tarfile.TarInfo(f"{sample.key}.{CAPTION_SUFFIX}")
-        info.size = len(data)
-        info.mtime = last.mtime if last is not None else 0
-        info.mode = last.mode if last is not None else 0o644
-        tar.addfile(info, io.BytesIO(data))
+        out.write(
+            member_bytes(
+                f"{sample.key}.{CAPTION_SUFFIX}",
+                caption.encode("utf-8"),
+                mtime=last.mtime if last else 0,
+                mode=last.mode if last else 0o644,
+            )
+        )
 
 
 def _batches(samples: Iterator[Sample], size: int) -> Iterator[list[Sample]]:
@@ -194,6 +196,18 @@ def _batches(samples: Iterator[Sample], size: int) -> Iterator[list[Sample]]:
         yield batch
 
 
+def _caption_input(sample: Sample, describe: DescriptionLookup | None) -> CaptionInput:
+    ranks = parse_taxon_tag(sample.text("taxonTag.txt"))
+    return CaptionInput(
+        key=sample.key,
+        image=sample.image,
+        scientific=sample.text("scientific_name.txt") or ranks.get("genus", ""),
+        common=sample.text("common_name.txt") or None,
+        cls=ranks.get("class"),
+        description=describe(ranks) if describe else None,
+    )
+
+
 def rewrite_shard(
     src: BinaryIO,
     dst: BinaryIO,
@@ -202,64 +216,50 @@ def rewrite_shard(
     batch_size: int = 256,
     progress: Callable[[ShardStats], None] | None = None,
     n_examples: int = 5,
+    check_images: bool = True,
 ) -> ShardStats:
+    """Copy ``src`` to ``dst`` with captions added; ``dst`` gets a complete tar or an error.
+
+    ``check_images=False`` skips decoding (only a missing image is caught): for shards
+    already checked, when the rewrite itself must go faster.
+    """
     stats = ShardStats(backend=captioner.backend, model=captioner.model)
     started = time.perf_counter()
-    with tarfile.open(fileobj=dst, mode="w|", format=tarfile.PAX_FORMAT) as out:
-        for batch in _batches(iter_samples(src), batch_size):
-            inputs: list[CaptionInput] = []
-            problems: dict[str, str] = {}
-            for sample in batch:
-                stats.samples += 1
-                stats.bytes_in += sum(m.info.size for m in sample.members)
-                problem = image_problem(sample.image)
-                if problem:
-                    problems[sample.key] = problem
-                    setattr(stats, problem, getattr(stats, problem) + 1)
-                    continue
-                ranks = parse_taxon_tag(sample.text("taxonTag.txt"))
-                inputs.append(
-                    CaptionInput(
-                        key=sample.key,
-                        image=sample.image,
-                        scientific=sample.text("scientific_name.txt") or ranks.get("genus", ""),
-                        common=sample.text("common_name.txt") or None,
-                        cls=ranks.get("class"),
-                        description=describe(ranks) if describe else None,
-                    )
-                )
-            outcomes = dict(
-                zip((i.key for i in inputs), captioner.caption_batch(inputs), strict=True)
-            )
-            for sample in batch:
-                outcome = outcomes.get(sample.key)
-                caption = outcome.caption if outcome is not None else None
-                if outcome is not None and caption is None:
-                    stats.failed += 1
-                    if len(stats.errors) < 20:
-                        stats.errors.append(f"{sample.key}: {outcome.error}")
-                if caption is not None:
-                    stats.captioned += 1
-                    stats.caption_words += len(caption.split())
-                    if len(stats.examples) < n_examples:
-                        stats.examples.append((sample.key, caption))
-                _write_sample(out, sample, caption)
-            if progress is not None:
-                progress(stats)
+    for batch in _batches(iter_samples(src), batch_size):
+        inputs: list[CaptionInput] = []
+        for sample in batch:
+            stats.samples += 1
+            stats.bytes_in += sum(len(m.raw.raw) for m in sample.members)
+            image = sample.image
+            problem = image_problem(image) if check_images or image is None else None
+            if problem:
+                setattr(stats, problem, getattr(stats, problem) + 1)
+            else:
+                inputs.append(_caption_input(sample, describe))
+        outcomes = dict(zip((i.key for i in inputs), captioner.caption_batch(inputs), strict=True))
+        for sample in batch:
+            outcome = outcomes.get(sample.key)
+            caption = outcome.caption if outcome is not None else None
+            if outcome is not None and caption is None:
+                stats.failed += 1
+                if len(stats.errors) < 20:
+                    stats.errors.append(f"{sample.key}: {outcome.error}")
+            if caption is not None:
+                stats.captioned += 1
+                stats.caption_words += len(caption.split())
+                if len(stats.examples) < n_examples:
+                    stats.examples.append((sample.key, caption))
+            _write_sample(dst, sample, caption)
+        if progress is not None:
+            progress(stats)
+    dst.write(END_OF_ARCHIVE)
     stats.seconds = time.perf_counter() - started
     return stats
 
 
 def shard_keys(fileobj: BinaryIO) -> list[str]:
-    """Sample keys of a shard, in order (one pass over the headers)."""
-    keys: list[str] = []
-    with tarfile.open(fileobj=fileobj, mode="r|*") as tar:
-        for info in tar:
-            if info.isfile():
-                key, _ = split_name(info.name)
-                if not keys or keys[-1] != key:
-                    keys.append(key)
-    return keys
+    """Sample keys of a shard, in order (one pass)."""
+    return [sample.key for sample in iter_samples(fileobj)]
 
 
 def description_lookup(rows: Sequence[dict]) -> DescriptionLookup:

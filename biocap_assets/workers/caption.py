@@ -99,6 +99,7 @@ def run(extras: dict, log) -> dict:
             captioner,
             describe,
             batch_size=int(extras.get("batch_size", 256)),
+            check_images=bool(extras.get("check_images", True)),
             progress=progress,
         )
     log.info(f"shard {extras.get('partition', '')} done: {stats.as_row()}")

@@ -1,0 +1,139 @@
+"""Benchmark the shard rewrite against a raw copy of the same tar.
+
+    python bench/captions.py --samples 2000
+
+Writes a synthetic shard in the TreeOfLife layout (a JPEG and the ten text
+members per sample; 256 px noise images, ~25 KB each, like resized photos), then
+in the same run: (a) a raw copy of the file (``shutil.copyfileobj``), (b) the
+rewrite with the no-op captioner (everything but generation: streaming,
+grouping, image checks, tar writing), each in a fresh process for its peak RSS.
+Memory must stay flat in the shard size: the rewrite also runs on a shard four
+times larger.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from biocap_assets.shards.tarwrite import DeterministicTarWriter  # noqa: E402
+from biocap_assets.shards.texts import Taxon, sample_texts  # noqa: E402
+
+
+def write_shard(path: Path, samples: int, size: int = 256) -> None:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    taxon = Taxon(
+        "Animalia",
+        "Chordata",
+        "Aves",
+        "Passeriformes",
+        "Corvidae",
+        "Corvus",
+        "corax",
+        "common raven",
+    )
+    tiles = []
+    for _ in range(16):  # a few distinct images, reused: encoding is not what we measure
+        pixels = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+        smooth = Image.fromarray(pixels).resize((size // 8, size // 8)).resize((size, size))
+        buffer = io.BytesIO()
+        smooth.save(buffer, format="JPEG", quality=90)
+        tiles.append(buffer.getvalue())
+    with path.open("wb") as f, DeterministicTarWriter(f) as writer:
+        for i in range(samples):
+            writer.write(
+                {
+                    "__key__": f"{random.Random(i).getrandbits(64):016x}",
+                    "jpg": tiles[i % len(tiles)],
+                    **sample_texts(taxon),
+                }
+            )
+
+
+def child(method: str, shard: str, out: str) -> dict:
+    check_images = method != "rewrite-nocheck"
+    started = time.perf_counter()
+    if method == "copy":
+        with open(shard, "rb") as src, open(out, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        samples = None
+    else:
+        from biocap_assets.inference.tasks import NoopCaptioner
+        from biocap_assets.shards.rewrite import rewrite_shard
+
+        with open(shard, "rb") as src, open(out, "wb") as dst:
+            samples = rewrite_shard(
+                src, dst, NoopCaptioner(), batch_size=256, check_images=check_images
+            ).samples
+    seconds = time.perf_counter() - started
+    return {
+        "method": method,
+        "seconds": seconds,
+        "samples": samples,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def measure(method: str, shard: Path, out: Path) -> dict:
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", method, str(shard), str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--samples", type=int, default=2000)
+    parser.add_argument("--image-size", type=int, default=256)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(*args.child)))
+        return
+    args.out.mkdir(parents=True, exist_ok=True)
+    small, large = args.out / "bench-small.tar", args.out / "bench-large.tar"
+    write_shard(small, args.samples, args.image_size)
+    write_shard(large, args.samples * 4, args.image_size)
+    mb = small.stat().st_size / 1e6
+    copy = measure("copy", small, args.out / "copy.tar")
+    rewrite = measure("rewrite", small, args.out / "rewrite.tar")
+    nocheck = measure("rewrite-nocheck", small, args.out / "rewrite-nocheck.tar")
+    rewrite_large = measure("rewrite", large, args.out / "rewrite-large.tar")
+    for run, size in ((copy, mb), (rewrite, mb), (nocheck, mb), (rewrite_large, 4 * mb)):
+        print(
+            f"{run['method']:16} {size:8.1f} MB {run['seconds']:7.2f} s "
+            f"{size / run['seconds']:8.1f} MB/s  peak RSS {run['peak_rss_mb']:6.0f} MB"
+            + (f"  {run['samples'] / run['seconds']:8.0f} samples/s" if run["samples"] else "")
+        )
+    print(
+        f"\nrewrite / raw copy throughput: {copy['seconds'] / rewrite['seconds']:.2f} "
+        "(target >= 0.5)"
+    )
+    print(f"rewrite without image decoding / raw copy: {copy['seconds'] / nocheck['seconds']:.2f}")
+    print(
+        f"peak RSS, 4x larger shard: {rewrite_large['peak_rss_mb']:.0f} MB vs "
+        f"{rewrite['peak_rss_mb']:.0f} MB (flat when about equal)"
+    )
+
+
+if __name__ == "__main__":
+    main()
