@@ -11,7 +11,7 @@ import os
 
 import dagster as dg
 
-from biocap_assets.assets import captions, descriptions, taxa, wiki
+from biocap_assets.assets import captions, descriptions, taxa, training, wiki
 from biocap_assets.jobs import ALL_JOBS
 from biocap_assets.resources import (
     ArtifactIOManager,
@@ -57,6 +57,7 @@ ALL_ASSETS = [
     wiki.wiki_pages,
     descriptions.visual_descriptions,
     captions.build_captioned_shards(SETTINGS),
+    training.clip_checkpoint,
 ]
 ALL_CHECKS = [taxa.no_duplicate_taxa, wiki.every_taxon_has_a_row, wiki.error_share_below_threshold]
 

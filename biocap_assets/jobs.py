@@ -17,7 +17,13 @@ caption_backfill = dg.define_asset_job(
     description="Caption shards: launch as a backfill, one partition (one tar) per run.",
 )
 
-ALL_JOBS = [prepare_text, caption_backfill]
+train_and_evaluate = dg.define_asset_job(
+    "train_and_evaluate",
+    selection=dg.AssetSelection.assets("clip_checkpoint").downstream(),
+    description="Train a checkpoint on the captioned shards, then evaluate it.",
+)
+
+ALL_JOBS = [prepare_text, caption_backfill, train_and_evaluate]
 
 
 def run_everything(

@@ -116,3 +116,66 @@ def pod_manifest(
         },
         "spec": worker_pod_spec(worker, command, options, env),
     }
+
+
+def training_manifests(
+    name: str,
+    options: PodOptions,
+    nnodes: int,
+    gpus_per_node: int,
+    worker_args: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    port: int = 29500,
+) -> list[dict]:
+    """Multi-node training: a headless Service and an Indexed Job of ``nnodes`` pods.
+
+    Pod ``<name>-0`` (completion index 0) is the c10d rendezvous host, reachable as
+    ``<name>-0.<name>`` through the headless Service; each pod runs torchrun with its
+    completion index as ``--node_rank``. Rank 0 is the one that speaks Dagster Pipes.
+    """
+    rendezvous = f"{name}-0.{name}.{options.namespace}.svc.cluster.local:{port}"
+    torchrun = " ".join(
+        [
+            "exec python -m torch.distributed.run",
+            f"--nnodes={nnodes}",
+            f"--nproc_per_node={gpus_per_node}",
+            "--node_rank=${JOB_COMPLETION_INDEX}",
+            "--rdzv_backend=c10d",
+            f"--rdzv_endpoint={rendezvous}",
+            f"--rdzv_id={name}",
+            "-m biocap_assets.workers.train",
+            *worker_args,
+        ]
+    )
+    gpu_options = PodOptions(
+        **{**options.__dict__, "gpus": gpus_per_node, "gpu_workers": ("train",)}
+    )
+    spec = worker_pod_spec("train", ["sh", "-c", torchrun], gpu_options, env)
+    spec["subdomain"] = name
+    spec["containers"][0]["ports"] = [{"containerPort": port, "name": "rendezvous"}]
+    labels = {"app.kubernetes.io/name": "biocap-train", "biocap/run": name}
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": options.namespace, "labels": labels},
+        "spec": {
+            "clusterIP": "None",
+            "selector": labels,
+            "publishNotReadyAddresses": True,
+            "ports": [{"name": "rendezvous", "port": port, "targetPort": port}],
+        },
+    }
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": options.namespace, "labels": labels},
+        "spec": {
+            "completionMode": "Indexed",
+            "completions": nnodes,
+            "parallelism": nnodes,
+            "backoffLimit": 0,
+            "ttlSecondsAfterFinished": 86400,
+            "template": {"metadata": {"labels": labels}, "spec": spec},
+        },
+    }
+    return [service, job]

@@ -10,7 +10,12 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from dagster_pipes import PipesContext, PipesEnvVarParamsLoader, open_dagster_pipes
+from dagster_pipes import (
+    PipesContext,
+    PipesDefaultContextLoader,
+    PipesEnvVarParamsLoader,
+    open_dagster_pipes,
+)
 
 
 class WorkerContext:
@@ -54,10 +59,21 @@ def _record_error(exc: BaseException) -> None:
 
 
 @contextmanager
-def worker_context(cli_extras: Mapping[str, Any]) -> Iterator[WorkerContext]:
-    """Pipes extras override the command-line values when Dagster launched us."""
+def worker_context(
+    cli_extras: Mapping[str, Any], use_pipes: bool = True
+) -> Iterator[WorkerContext]:
+    """Pipes extras override the command-line values when Dagster launched us.
+
+    ``use_pipes=False`` (ranks other than 0 of a torchrun job) keeps a process off the
+    Pipes channel; it still reads the extras Dagster passed.
+    """
     try:
-        if PipesEnvVarParamsLoader().is_dagster_pipes_process():
+        loader = PipesEnvVarParamsLoader()
+        if loader.is_dagster_pipes_process() and not use_pipes:
+            with PipesDefaultContextLoader().load_context(loader.load_context_params()) as data:
+                extras = dict(data.get("extras") or {})
+            yield WorkerContext({**cli_extras, **extras}, None)
+        elif loader.is_dagster_pipes_process():
             with open_dagster_pipes() as pipes:
                 yield WorkerContext({**cli_extras, **pipes.extras}, pipes)
         else:

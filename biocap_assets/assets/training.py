@@ -1,0 +1,156 @@
+"""clip_checkpoint: BioCAP training with open_clip, launched with torchrun in a worker.
+
+(No `from __future__ import annotations` here: Dagster reads these annotations.)
+
+Trains on every captioned shard but the last ``val_shards`` ones, which are held
+out for validation. The run folder is named after the run and the data version
+(a hash of the shard statistics), so re-materializing with the same data resumes
+the run from its latest checkpoint, and new data starts a new run.
+"""
+
+import hashlib
+import json
+
+import dagster as dg
+import pandas as pd
+import pyarrow as pa
+
+from biocap_assets.assets.taxa import OWNERS
+from biocap_assets.resources import LauncherResource, SourcesResource, StorageResource
+from biocap_assets.training.config import PRESETS
+
+
+class TrainingConfig(dg.Config):
+    preset: str = "auto"
+    """auto: `demo` (tiny model, minutes on a CPU) on the demo shards, else `upstream`."""
+    run_name: str = "biocap"
+    nproc_per_node: int = 1
+    """Processes (devices) per node; torchrun runs the worker."""
+    val_shards: int = 1
+    """Hold out the last N captioned shards for validation."""
+    overrides: dict = {}
+    """TrainConfig fields over the preset, e.g. {"epochs": 2, "lr": 5e-4}."""
+
+
+def data_version(stats: pa.Table) -> str:
+    rows = sorted(
+        (r["shard"], r["samples"], r["captioned"], r["backend"], r["model"])
+        for r in stats.to_pylist()
+    )
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:12]
+
+
+def split_shards(stats: pa.Table, val_shards: int) -> tuple[list[dict], list[dict]]:
+    rows = sorted(stats.to_pylist(), key=lambda r: r["shard"])
+    if len(rows) <= val_shards:
+        raise dg.Failure(
+            f"{len(rows)} captioned shard(s): need more than val_shards="
+            f"{val_shards} to keep some for training"
+        )
+    cut = len(rows) - val_shards
+    return rows[:cut], rows[cut:]
+
+
+def _curve(history: list[dict]) -> str:
+    evals = [h for h in history if "val_tax_loss" in h]
+    if not evals:
+        return "(no validation yet)"
+    return pd.DataFrame(evals)[["epoch", "step", "val_tax_loss", "val_caption_loss"]].to_markdown(
+        index=False
+    )
+
+
+@dg.asset(
+    key="clip_checkpoint",
+    group_name="training",
+    ins={
+        "captioned_shards": dg.AssetIn(
+            input_manager_key="table_io_manager", partition_mapping=dg.AllPartitionMapping()
+        )
+    },
+    io_manager_key="io_manager",
+    kinds={"pytorch", "kubernetes"},
+    owners=OWNERS,
+    pool="gpu",
+    code_version="1",
+    description=(
+        "A BioCAP CLIP checkpoint (open_clip; ViT-B-16 by default, `biocap-tiny` on the demo): "
+        "the vision tower's second projector `caption_proj` for captions, one text type per "
+        "step over sci, com, taxon, sci_com, taxon_com and caption. Trained with torchrun in "
+        "the `train` worker; resumes from its last checkpoint."
+    ),
+)
+def clip_checkpoint(
+    context: dg.AssetExecutionContext,
+    config: TrainingConfig,
+    captioned_shards: pa.Table,
+    sources: SourcesResource,
+    launcher: LauncherResource,
+    storage: StorageResource,
+):
+    preset = config.preset
+    if preset == "auto":
+        preset = "upstream" if sources.shards_url else "demo"
+    if preset not in PRESETS:
+        raise dg.Failure(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    train_rows, val_rows = split_shards(captioned_shards, config.val_shards)
+    version = data_version(captioned_shards)
+    run_dir = storage.path("checkpoints", f"{config.run_name}-{version}")
+    train_samples = sum(r["captioned"] for r in train_rows)
+    extras = {
+        "preset": preset,
+        "config": dict(config.overrides),
+        "job": {
+            "train_urls": [r["output_url"] for r in train_rows],
+            "val_urls": [r["output_url"] for r in val_rows],
+            "out_dir": str(run_dir),
+            "data_version": version,
+            "train_samples": train_samples,
+        },
+    }
+    context.log.info(
+        f"training ({preset}) on {len(train_rows)} shards, {train_samples} "
+        f"samples; validating on {len(val_rows)}; run folder {run_dir}"
+    )
+    result = launcher.run(
+        context, "train", extras=extras, nproc_per_node=config.nproc_per_node
+    ).get_custom_messages()[-1]
+    summary_path = run_dir / f"epoch_{result['epochs']}.json"
+    summary = json.loads(summary_path.read_text())
+    value = {
+        **result,
+        "data_version": version,
+        "summary": str(summary_path),
+        "preset": preset,
+        "model": summary["config"]["model"],
+    }
+    return dg.Output(
+        value,
+        metadata={
+            "source": sources.data_label,
+            "checkpoint": dg.MetadataValue.path(result["checkpoint"]),
+            "run_dir": dg.MetadataValue.path(str(run_dir)),
+            "preset": preset,
+            "model": value["model"],
+            "data_version": version,
+            **{
+                k: result[k]
+                for k in (
+                    "epochs",
+                    "steps",
+                    "samples_seen",
+                    "samples_per_second",
+                    "samples_per_second_per_device",
+                    "wall_seconds",
+                    "world_size",
+                    "resumed_from_epoch",
+                )
+            },
+            **{
+                k: float(result[k])
+                for k in ("train_loss", "val_tax_loss", "val_caption_loss")
+                if k in result
+            },
+            "validation_curve": dg.MetadataValue.md(_curve(summary.get("history", []))),
+        },
+    )

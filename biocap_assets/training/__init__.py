@@ -1,0 +1,1 @@
+"""BioCAP training with open_clip: the dual-projector model, data, text mixing, the loop."""

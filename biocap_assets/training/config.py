@@ -1,0 +1,67 @@
+"""Training configuration as data, with the upstream recipe and the demo preset."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from biocap_assets.training.text_mix import UNIFORM
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Defaults are BioCAP's published recipe (ViT-B/16, 2 nodes x 4 GPUs)."""
+
+    model: str = "ViT-B-16"
+    pretrained: str | None = None  # a local checkpoint path, or "openai" if cached
+    batch_size: int = 4096  # per device
+    lr: float = 1e-4
+    warmup: int = 500
+    epochs: int = 50
+    samples_per_epoch: int = 0  # 0: the samples in the training shards
+    beta1: float = 0.9
+    beta2: float = 0.98
+    eps: float = 1e-6
+    weight_decay: float = 0.2
+    precision: str = "bf16"  # autocast on GPU; CPU runs fp32
+    grad_checkpointing: bool = True
+    local_loss: bool = True
+    gather_with_grad: bool = True
+    accum_freq: int = 1
+    text_weights: dict[str, float] = field(default_factory=lambda: dict(UNIFORM))
+    seed: int = 0
+    workers: int = 4
+    shuffle_buffer: int = 5000
+    log_every: int = 50
+    val_batch_size: int = 256
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+
+UPSTREAM = TrainConfig()
+# A few minutes on 2 CPU cores, enough to beat chance clearly on the demo world.
+DEMO = replace(
+    UPSTREAM,
+    model="biocap-tiny",
+    batch_size=32,
+    lr=1e-3,
+    warmup=20,
+    epochs=8,
+    precision="fp32",
+    grad_checkpointing=False,
+    local_loss=False,
+    gather_with_grad=False,
+    workers=0,
+    shuffle_buffer=500,
+    log_every=10,
+    val_batch_size=64,
+)
+PRESETS = {"upstream": UPSTREAM, "demo": DEMO}

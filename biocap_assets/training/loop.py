@@ -1,0 +1,327 @@
+"""The BioCAP training loop: DDP under torchrun, one text type per step, resumable.
+
+Run one process per device (``torchrun --nproc_per_node=N -m biocap_assets.workers.train``);
+gloo on CPU, NCCL on GPU. Each step draws one text type for the global batch
+(``text_mix``), uses the caption projector for captions and the taxonomic one
+otherwise, and applies open_clip's ``ClipLoss`` (local loss with gather-with-grad
+as in the upstream recipe). Gradient accumulation here sums the loss of
+``accum_freq`` successive batches, each contrasted within itself: it saves
+memory, it does not enlarge the contrastive batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as dist
+from open_clip import ClipLoss
+from torch.nn.parallel import DistributedDataParallel
+from upath import UPath
+
+from biocap_assets.training import checkpoint
+from biocap_assets.training.config import TrainConfig
+from biocap_assets.training.data import eval_pipeline, loader, train_pipeline
+from biocap_assets.training.model import DualProjectionCLIP, create_model
+from biocap_assets.training.text_mix import TEXT_TYPES, projector_for, text_type_for_step
+
+
+@dataclass
+class TrainJob:
+    train_urls: list[str]
+    val_urls: list[str]
+    out_dir: str  # checkpoints/<run>, under the storage root
+    data_version: str = ""
+    train_samples: int = 0
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed() -> Dist:
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = torch.cuda.is_available()
+    device = torch.device(f"cuda:{local_rank}") if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    return Dist(rank, world_size, local_rank, device)
+
+
+def cosine_lr(step: int, base_lr: float, warmup: int, total: int) -> float:
+    if step < warmup:
+        return base_lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress))) * base_lr
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on weight matrices only: not on biases, norms, logit scales."""
+
+    def exclude(name: str, p: torch.Tensor) -> bool:
+        return p.ndim < 2 or any(k in name for k in ("bn", "ln", "bias", "logit_scale"))
+
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    return [
+        {"params": [p for n, p in named if exclude(n, p)], "weight_decay": 0.0},
+        {"params": [p for n, p in named if not exclude(n, p)], "weight_decay": weight_decay},
+    ]
+
+
+def _autocast(config: TrainConfig, device: torch.device):
+    if device.type == "cuda" and config.precision == "bf16":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def validate(
+    model: DualProjectionCLIP,
+    urls: list[str],
+    transform,
+    tokenizer,
+    config: TrainConfig,
+    device: torch.device,
+) -> dict[str, float]:
+    """Mean contrastive loss on the validation shards: taxonomic (taxon_com) and caption."""
+    if not urls:
+        return {}
+    loss_fn = ClipLoss()
+    totals = {"val_tax_loss": [0.0, 0], "val_caption_loss": [0.0, 0]}
+    model.eval()
+    for images, tokens in loader(
+        eval_pipeline(urls, transform, tokenizer, config.val_batch_size), 0
+    ):
+        if images.shape[0] < 2:
+            continue
+        images = images.to(device)
+        for name, text_type in (("val_tax_loss", "taxon_com"), ("val_caption_loss", "caption")):
+            out = model(
+                images, tokens[:, TEXT_TYPES.index(text_type)].to(device), projector_for(text_type)
+            )
+            loss = loss_fn(
+                out["image_features"], out["text_features"], out["logit_scale"], out["logit_bias"]
+            )
+            totals[name][0] += loss.item() * images.shape[0]
+            totals[name][1] += images.shape[0]
+    model.train()
+    return {k: round(v / n, 5) for k, (v, n) in totals.items() if n}
+
+
+def _finished(summary: dict, path: UPath, out_dir: UPath, config: TrainConfig, env: Dist) -> dict:
+    """The result of a run that was already complete (nothing trained now)."""
+    keys = ("train_loss", "val_tax_loss", "val_caption_loss", "samples_seen")
+    return {
+        "run_dir": str(out_dir),
+        "epochs": config.epochs,
+        "steps": summary["step"],
+        **{k: summary[k] for k in keys if k in summary},
+        "samples_per_second": 0.0,
+        "samples_per_second_per_device": 0.0,
+        "wall_seconds": 0.0,
+        "resumed_from_epoch": summary["epochs_done"],
+        "world_size": env.world_size,
+        "model": config.model,
+        "checkpoint": str(path),
+    }
+
+
+def train(
+    config: TrainConfig,
+    job: TrainJob,
+    log: Callable[[str], None],
+    report: Callable[[dict], None] | None = None,
+) -> dict:
+    """Train (or resume) and checkpoint every epoch; returns the run summary on rank 0."""
+    env = init_distributed()
+    torch.manual_seed(config.seed + env.rank)
+    model, preprocess_train, preprocess_val, tokenizer = create_model(
+        config.model, config.pretrained, env.device
+    )
+    if config.grad_checkpointing:
+        model.set_grad_checkpointing(True)
+    optimizer = torch.optim.AdamW(
+        param_groups(model, config.weight_decay),
+        lr=config.lr,
+        betas=(config.beta1, config.beta2),
+        eps=config.eps,
+    )
+    out_dir = UPath(job.out_dir)
+    samples_per_epoch = config.samples_per_epoch or job.train_samples
+    global_batch = config.batch_size * env.world_size * config.accum_freq
+    steps_per_epoch = max(1, samples_per_epoch // global_batch)
+    total_steps = steps_per_epoch * config.epochs
+
+    start_epoch, history = 0, []
+    found = checkpoint.latest(out_dir)
+    if found is not None and found[0] >= config.epochs:
+        epoch, path, summary = found
+        if env.is_main:
+            log(f"{out_dir} already holds the final epoch {epoch}: nothing to train")
+        if dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+        return _finished(summary, path, out_dir, config, env) if env.is_main else {}
+    if found is not None:
+        epoch, path, summary = found
+        state = checkpoint.load_state(path, env.device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, history = epoch, summary.get("history", [])
+        if env.is_main:
+            log(f"resuming from {path} (epoch {epoch}, step {state['step']})")
+
+    ddp = (
+        DistributedDataParallel(model, find_unused_parameters=True) if env.world_size > 1 else model
+    )
+    loss_fn = ClipLoss(
+        local_loss=config.local_loss,
+        gather_with_grad=config.gather_with_grad,
+        cache_labels=True,
+        rank=env.rank,
+        world_size=env.world_size,
+    )
+    batches = iter(
+        loader(
+            train_pipeline(
+                job.train_urls,
+                preprocess_train,
+                tokenizer,
+                config.batch_size,
+                config.seed + start_epoch,
+                config.shuffle_buffer,
+            ),
+            config.workers,
+        )
+    )
+    started = time.perf_counter()
+    samples_seen = start_epoch * steps_per_epoch * global_batch
+    step = start_epoch * steps_per_epoch
+    last_loss = float("nan")
+    val: dict[str, float] = {}
+    for epoch in range(start_epoch, config.epochs):
+        window_start, window_samples = time.perf_counter(), 0
+        for _ in range(steps_per_epoch):
+            lr = cosine_lr(step, config.lr, config.warmup, total_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            text_type = text_type_for_step(step, config.seed, config.text_weights)
+            column, projector = TEXT_TYPES.index(text_type), projector_for(text_type)
+            optimizer.zero_grad(set_to_none=True)
+            step_loss = 0.0
+            for micro in range(config.accum_freq):
+                images, tokens = next(batches)
+                images = images.to(env.device, non_blocking=True)
+                texts = tokens[:, column].to(env.device, non_blocking=True)
+                sync = micro == config.accum_freq - 1 or env.world_size == 1
+                context = contextlib.nullcontext() if sync else ddp.no_sync()
+                with context, _autocast(config, env.device):
+                    out = ddp(images, texts, projector)
+                    loss = (
+                        loss_fn(
+                            out["image_features"],
+                            out["text_features"],
+                            out["logit_scale"],
+                            out["logit_bias"],
+                        )
+                        / config.accum_freq
+                    )
+                    loss.backward()
+                step_loss += loss.item()
+                window_samples += images.shape[0]
+            optimizer.step()
+            model.clamp_logit_scales()
+            step += 1
+            samples_seen += global_batch
+            last_loss = step_loss
+            if env.is_main and (step % config.log_every == 0 or step == total_steps):
+                elapsed = time.perf_counter() - window_start
+                rate = window_samples / elapsed if elapsed else 0.0
+                record = {
+                    "step": step,
+                    "epoch": epoch + 1,
+                    "loss": round(step_loss, 5),
+                    "lr": lr,
+                    "text_type": text_type,
+                    "samples_per_second_per_device": round(rate, 2),
+                }
+                history.append(record)
+                log(
+                    f"step {step}/{total_steps} epoch {epoch + 1} loss {step_loss:.4f} "
+                    f"lr {lr:.2e} text {text_type} {rate:.1f} samples/s/device"
+                )
+        if env.is_main:
+            val = validate(model, job.val_urls, preprocess_val, tokenizer, config, env.device)
+            history.append({"step": step, "epoch": epoch + 1, **val})
+            summary = {
+                "config": config.as_dict(),
+                "step": step,
+                "epochs_done": epoch + 1,
+                "samples_seen": samples_seen,
+                "train_loss": last_loss,
+                **val,
+                "data_version": job.data_version,
+                "world_size": env.world_size,
+                "history": history,
+            }
+            path = checkpoint.save(
+                out_dir,
+                epoch + 1,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "step": step,
+                    "model_name": config.model,
+                },
+                summary,
+            )
+            log(
+                f"epoch {epoch + 1}/{config.epochs} done: train loss {last_loss:.4f} {val} "
+                f"-> {path}"
+            )
+            if report is not None:
+                report({"epoch": epoch + 1, "step": step, **val})
+        if env.world_size > 1:
+            dist.barrier()
+    wall = time.perf_counter() - started
+    result = {}
+    if env.is_main:
+        trained = samples_seen - start_epoch * steps_per_epoch * global_batch
+        result = {
+            "run_dir": str(out_dir),
+            "epochs": config.epochs,
+            "steps": step,
+            "samples_seen": samples_seen,
+            "train_loss": last_loss,
+            **val,
+            "samples_per_second": round(trained / wall, 2) if wall else 0.0,
+            "samples_per_second_per_device": round(trained / wall / env.world_size, 2)
+            if wall
+            else 0.0,
+            "wall_seconds": round(wall, 2),
+            "resumed_from_epoch": start_epoch,
+            "world_size": env.world_size,
+            "model": config.model,
+            "checkpoint": str(out_dir / f"epoch_{config.epochs}.pt"),
+        }
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+    return result

@@ -1,0 +1,109 @@
+"""The BioCAP model: an open_clip CLIP whose vision tower has a second projection.
+
+Taxonomic texts (sci, com, taxon, ...) and captions describe an image in
+different ways, so BioCAP gives the image two projections into the shared text
+space: ``proj`` (open_clip's, for taxonomic labels) and ``caption_proj`` (for
+captions, initialised as a copy of ``proj``), each with its own logit scale (and
+bias, where the model has one). The text tower is shared.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import open_clip
+import torch
+from torch import nn
+
+CONFIG_DIR = Path(__file__).parent / "model_configs"
+CAPTION = "caption"
+
+
+def register_model_configs() -> None:
+    """Make ``biocap-tiny`` and ``biocap-small`` known to open_clip's factory."""
+    if "biocap-tiny" not in open_clip.list_models():
+        open_clip.add_model_config(CONFIG_DIR)
+
+
+class DualProjectionCLIP(nn.Module):
+    def __init__(self, clip: nn.Module):
+        super().__init__()
+        visual = getattr(clip, "visual", None)
+        if not isinstance(getattr(visual, "proj", None), nn.Parameter):
+            raise ValueError(
+                "BioCAP's caption projector needs a ViT vision tower with a `proj` "
+                f"matrix; {type(visual).__name__} has none"
+            )
+        self.clip = clip
+        self.caption_proj = nn.Parameter(visual.proj.detach().clone())
+        self.caption_logit_scale = nn.Parameter(clip.logit_scale.detach().clone())
+        bias = getattr(clip, "logit_bias", None)
+        self.caption_logit_bias = nn.Parameter(bias.detach().clone()) if bias is not None else None
+
+    def pooled_image(self, images: torch.Tensor) -> torch.Tensor:
+        """The vision tower's pooled features, before either projection."""
+        visual = self.clip.visual
+        x = visual._embeds(images)
+        x = visual.transformer(x)
+        pooled, _ = visual._pool(x)
+        return pooled
+
+    def encode_image(
+        self, images: torch.Tensor, projector: str = "taxonomic", normalize: bool = True
+    ) -> torch.Tensor:
+        pooled = self.pooled_image(images)
+        proj = self.caption_proj if projector == CAPTION else self.clip.visual.proj
+        features = pooled @ proj
+        return nn.functional.normalize(features, dim=-1) if normalize else features
+
+    def encode_text(self, tokens: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        return self.clip.encode_text(tokens, normalize=normalize)
+
+    def logit_scale_for(self, projector: str) -> torch.Tensor:
+        scale = self.caption_logit_scale if projector == CAPTION else self.clip.logit_scale
+        return scale.exp()
+
+    def logit_bias_for(self, projector: str) -> torch.Tensor | None:
+        return (
+            self.caption_logit_bias
+            if projector == CAPTION
+            else getattr(self.clip, "logit_bias", None)
+        )
+
+    def forward(
+        self, images: torch.Tensor, tokens: torch.Tensor, projector: str
+    ) -> dict[str, torch.Tensor | None]:
+        return {
+            "image_features": self.encode_image(images, projector),
+            "text_features": self.encode_text(tokens),
+            "logit_scale": self.logit_scale_for(projector),
+            "logit_bias": self.logit_bias_for(projector),
+        }
+
+    @torch.no_grad()
+    def clamp_logit_scales(self, max_log: float = 4.6052) -> None:
+        """Both scales clamped like open_clip's training does (at ln 100)."""
+        self.clip.logit_scale.clamp_(0, max_log)
+        self.caption_logit_scale.clamp_(0, max_log)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.clip.set_grad_checkpointing(enable)
+
+
+def create_model(
+    name: str,
+    pretrained: str | None = None,
+    device: str | torch.device = "cpu",
+    precision: str = "fp32",
+):
+    """(model, train transform, eval transform, tokenizer) from open_clip's factory.
+
+    ``pretrained`` is a local checkpoint path or an open_clip tag (e.g. ``openai``) whose
+    weights are already in the cache; ``proj`` is copied into ``caption_proj`` after loading.
+    """
+    register_model_configs()
+    clip, preprocess_train, preprocess_val = open_clip.create_model_and_transforms(
+        name, pretrained=pretrained, device=device, precision=precision
+    )
+    tokenizer = open_clip.get_tokenizer(name)
+    return DualProjectionCLIP(clip).to(device), preprocess_train, preprocess_val, tokenizer
