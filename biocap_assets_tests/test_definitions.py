@@ -7,7 +7,9 @@ import dagster as dg
 from biocap_assets.settings import ENV_VARS, Settings
 
 # The contract's asset keys (DESIGN.md); each stage adds its key as it lands.
-IMPLEMENTED_ASSETS = {"taxa_table", "wiki_pages", "visual_descriptions", "captioned_shards"}
+IMPLEMENTED_ASSETS = {
+    "taxa_table", "wiki_pages", "visual_descriptions", "captioned_shards", "clip_checkpoint"
+}
 
 
 def test_definitions_load_with_every_asset(fresh_defs):

@@ -11,7 +11,8 @@ def _rows(home):
     with duckdb.connect(str(home / "biocap.duckdb"), read_only=True) as connection:
         return connection.execute(
             "SELECT binomial, kingdom, description, status, backend, model "
-            "FROM visual_descriptions ORDER BY binomial, kingdom").fetchall()
+            "FROM visual_descriptions ORDER BY binomial, kingdom"
+        ).fetchall()
 
 
 @pytest.mark.slow
@@ -32,23 +33,39 @@ def test_cpu_fallback_buckets_and_released(fresh_defs, biocap_home, tmp_path):
     assert mat.metadata["cpu_fallback"].value is True
     assert mat.metadata["source"].value == "demo (synthetic)"
 
-    split = job.execute_in_process(instance=instance, run_config={
-        "ops": {"visual_descriptions": {"config": {"buckets": 2}}}})
+    split = job.execute_in_process(
+        instance=instance, run_config={"ops": {"visual_descriptions": {"config": {"buckets": 2}}}}
+    )
     assert split.success
     assert _rows(biocap_home) == rows, "two workers give the same table as one"
     (mat,) = split.asset_materializations_for_node("visual_descriptions")
     assert mat.metadata["buckets"].value == 2
 
     released = tmp_path / "wiki_description.parquet"
-    pq.write_table(pa.table({"binomial": ["Cardinalis cardinalis"],
-                             "description": ["Released: a red songbird with a crest."]}),
-                   released)
-    loaded = job.execute_in_process(instance=instance, run_config={
-        "ops": {"visual_descriptions": {"config": {"backend": "released",
-                                                   "released_url": str(released)}}}})
+    pq.write_table(
+        pa.table(
+            {
+                "binomial": ["Cardinalis cardinalis"],
+                "description": ["Released: a red songbird with a crest."],
+            }
+        ),
+        released,
+    )
+    loaded = job.execute_in_process(
+        instance=instance,
+        run_config={
+            "ops": {
+                "visual_descriptions": {
+                    "config": {"backend": "released", "released_url": str(released)}
+                }
+            }
+        },
+    )
     assert loaded.success
     by_name = {(r[0], r[1]): r for r in _rows(biocap_home)}
     assert by_name[("Cardinalis cardinalis", "Animalia")][2:4] == (
-        "Released: a red songbird with a crest.", "ok")
+        "Released: a red songbird with a crest.",
+        "ok",
+    )
     assert by_name[("Corvus corax", "Animalia")][3] == "empty"
     assert {r[4] for r in by_name.values() if r[3] != "no_text"} == {"released"}

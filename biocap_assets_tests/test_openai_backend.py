@@ -38,14 +38,16 @@ def backend(server, **overrides):
 def test_batching_concurrency_retries_timeouts_and_bad_answers():
     texts = [f"item{i}" for i in range(12)] + ["flaky one"]
     faults = ["slow one", "broken one", "garbage one"]
-    requests = [GenerationRequest(id=t, instruction="Describe.", text=t, image=b"\xff\xd8",
-                                  seed=i) for i, t in enumerate(texts + faults)]
+    requests = [
+        GenerationRequest(id=t, instruction="Describe.", text=t, image=b"\xff\xd8", seed=i)
+        for i, t in enumerate(texts + faults)
+    ]
     with ChatServer(scripted) as server:
         client = backend(server)
-        results = client.generate(requests[:len(texts)])
+        results = client.generate(requests[: len(texts)])
         peak = server.max_in_flight  # measured before timeouts leave abandoned requests
         sent = list(server.requests)
-        results += client.generate(requests[len(texts):])
+        results += client.generate(requests[len(texts) :])
     by_id = {r.id: r for r in results}
     assert [r.id for r in results] == texts + faults, "one result per request, in order"
     assert all(by_id[f"item{i}"].text == f"echo item{i}" for i in range(12))

@@ -38,6 +38,7 @@ class TrainJob:
     out_dir: str  # checkpoints/<run>, under the storage root
     data_version: str = ""
     train_samples: int = 0
+    rank_report: str = ""  # a folder: each rank writes what it saw (debugging DDP runs)
 
 
 @dataclass
@@ -123,6 +124,22 @@ def validate(
             totals[name][1] += images.shape[0]
     model.train()
     return {k: round(v / n, 5) for k, (v, n) in totals.items() if n}
+
+
+def _write_rank_report(
+    folder: str, env: Dist, model: torch.nn.Module, step: int, text_types: list[str]
+) -> None:
+    """Per-rank facts (step, text types, a parameter checksum) to compare ranks."""
+    import json
+
+    checksum = float(sum(p.detach().double().sum() for p in model.parameters()))
+    target = UPath(folder) / f"rank_{env.rank}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(
+        json.dumps(
+            {"rank": env.rank, "step": step, "text_types": text_types, "param_checksum": checksum}
+        )
+    )
 
 
 def _finished(summary: dict, path: UPath, out_dir: UPath, config: TrainConfig, env: Dist) -> dict:
@@ -216,6 +233,7 @@ def train(
     step = start_epoch * steps_per_epoch
     last_loss = float("nan")
     val: dict[str, float] = {}
+    text_types_seen: list[str] = []
     for epoch in range(start_epoch, config.epochs):
         window_start, window_samples = time.perf_counter(), 0
         for _ in range(steps_per_epoch):
@@ -223,6 +241,7 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             text_type = text_type_for_step(step, config.seed, config.text_weights)
+            text_types_seen.append(text_type)
             column, projector = TEXT_TYPES.index(text_type), projector_for(text_type)
             optimizer.zero_grad(set_to_none=True)
             step_loss = 0.0
@@ -301,6 +320,8 @@ def train(
         if env.world_size > 1:
             dist.barrier()
     wall = time.perf_counter() - started
+    if job.rank_report:
+        _write_rank_report(job.rank_report, env, model, step, text_types_seen)
     result = {}
     if env.is_main:
         trained = samples_seen - start_epoch * steps_per_epoch * global_batch

@@ -26,6 +26,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--val", nargs="*", default=[], help="validation shard URLs")
     parser.add_argument("--out", help="checkpoint folder (checkpoints/<run>)")
     parser.add_argument("--train-samples", dest="train_samples", type=int, default=0)
+    parser.add_argument(
+        "--rank-report",
+        dest="rank_report",
+        default="",
+        help="folder where each rank writes what it saw (debugging)",
+    )
     args, _ = parser.parse_known_args(argv)
     cli = {
         "preset": args.preset,
@@ -35,6 +41,7 @@ def main(argv: list[str] | None = None) -> None:
             "val_urls": args.val,
             "out_dir": args.out,
             "train_samples": args.train_samples,
+            "rank_report": args.rank_report,
         },
     }
     rank0 = os.environ.get("RANK", "0") == "0"
