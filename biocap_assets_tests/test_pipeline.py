@@ -11,7 +11,7 @@ def test_whole_graph_on_the_demo_world(fresh_defs, biocap_home):
 
     results = run_everything(fresh_defs, dg.DagsterInstance.ephemeral())
     assert all(r.success for r in results)
-    assert len(results) == 1 + 4, "the text assets, then one run per demo shard"
+    assert len(results) == 1 + 4 + 1, "text assets, one run per demo shard, then training"
     checks = {
         (c.check_name, c.partition): c.passed
         for r in results
