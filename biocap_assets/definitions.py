@@ -11,8 +11,8 @@ import os
 
 import dagster as dg
 
-from biocap_assets.assets import captions, descriptions, taxa, training, wiki
-from biocap_assets.jobs import ALL_JOBS
+from biocap_assets.assets import captions, descriptions, evaluation, taxa, training, wiki
+from biocap_assets.jobs import ALL_JOBS, evaluate_new_checkpoints, reevaluate, reevaluate_schedule
 from biocap_assets.resources import (
     ArtifactIOManager,
     BiocapDuckDB,
@@ -58,6 +58,7 @@ ALL_ASSETS = [
     descriptions.visual_descriptions,
     captions.build_captioned_shards(SETTINGS),
     training.clip_checkpoint,
+    evaluation.eval_reports,
 ]
 ALL_CHECKS = [taxa.no_duplicate_taxa, wiki.every_taxon_has_a_row, wiki.error_share_below_threshold]
 
@@ -70,6 +71,8 @@ pipeline_job = dg.define_asset_job(
 defs = dg.Definitions(
     assets=ALL_ASSETS,
     asset_checks=ALL_CHECKS,
-    jobs=ALL_JOBS,
+    jobs=[*ALL_JOBS, reevaluate],
+    schedules=[reevaluate_schedule(os.environ.get("BIOCAP_EVAL_CRON", "").strip() or "0 6 * * 1")],
+    sensors=[evaluate_new_checkpoints],
     resources=build_resources(SETTINGS),
 )

@@ -23,7 +23,7 @@ train_and_evaluate = dg.define_asset_job(
     description="Train a checkpoint on the captioned shards, then evaluate it.",
 )
 
-ALL_JOBS = [prepare_text, caption_backfill, train_and_evaluate]
+ALL_JOBS = [prepare_text, caption_backfill, train_and_evaluate]  # in dependency order
 
 
 def run_everything(
@@ -48,3 +48,42 @@ def run_everything(
             if not result.success:
                 return results
     return results
+
+
+reevaluate = dg.define_asset_job(
+    "reevaluate",
+    selection=dg.AssetSelection.assets("eval_reports"),
+    description="Evaluate the latest checkpoint again (the same or new datasets).",
+)
+
+
+def reevaluate_schedule(cron: str) -> dg.ScheduleDefinition:
+    """Re-evaluates the latest checkpoint on ``cron``, even when it did not change."""
+
+    @dg.schedule(
+        job=reevaluate,
+        cron_schedule=cron,
+        name="reevaluate_weekly",
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        description="Re-run eval_reports on the latest checkpoint.",
+    )
+    def _schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+        tick = context.scheduled_execution_time.isoformat()
+        return dg.RunRequest(run_key=f"reevaluate-{tick}", tags={"biocap/trigger": "schedule"})
+
+    return _schedule
+
+
+@dg.asset_sensor(
+    asset_key=dg.AssetKey("clip_checkpoint"),
+    job=reevaluate,
+    name="evaluate_new_checkpoints",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Evaluate every new clip_checkpoint materialization.",
+)
+def evaluate_new_checkpoints(
+    context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry
+) -> dg.RunRequest:
+    return dg.RunRequest(
+        run_key=f"evaluate-{asset_event.run_id}", tags={"biocap/trigger": "new_checkpoint"}
+    )

@@ -8,7 +8,12 @@ from biocap_assets.settings import ENV_VARS, Settings
 
 # The contract's asset keys (DESIGN.md); each stage adds its key as it lands.
 IMPLEMENTED_ASSETS = {
-    "taxa_table", "wiki_pages", "visual_descriptions", "captioned_shards", "clip_checkpoint"
+    "eval_reports",
+    "taxa_table",
+    "wiki_pages",
+    "visual_descriptions",
+    "captioned_shards",
+    "clip_checkpoint",
 }
 
 

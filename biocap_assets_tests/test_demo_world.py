@@ -123,7 +123,9 @@ def test_eval_sets_use_the_upstream_formats(demo_world):
         csv.DictReader((data / "classification_annotation/demo_species/metadata.csv").open())
     )
     assert list(zero_shot[0])[:4] == ["", "kingdom", "phylum", "cls"]
-    assert all((demo_world.eval_images / r["filepath"]).is_file() for r in zero_shot)
+    assert all(
+        (demo_world.eval_images / "demo_species" / r["filepath"]).is_file() for r in zero_shot
+    )
     retrieval = list(csv.DictReader((data / "retrieval_annotations/demo_captions.csv").open()))
     assert list(retrieval[0]) == ["", "id", "source_url", "captions", "md5"]
     assert retrieval[0]["captions"].split(",")[0].replace("_", " ").lower() in {

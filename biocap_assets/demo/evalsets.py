@@ -151,7 +151,7 @@ def rerank_candidates(
             {
                 "query_id": q.query_id,
                 "image_id": im.image_id,
-                "image_path": f"inquire/{im.image_id}.jpg",
+                "image_path": f"{im.image_id}.jpg",
             }
             for im in relevant
         ]
@@ -163,7 +163,7 @@ def rerank_candidates(
                 "query_id": q.query_id,
                 "rank": rank,
                 "image_id": im.image_id,
-                "image_path": f"inquire/{im.image_id}.jpg",
+                "image_path": f"{im.image_id}.jpg",
                 "relevant": int(q.relevant(im)),
             }
             for rank, im in enumerate(chosen)

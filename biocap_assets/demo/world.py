@@ -31,7 +31,7 @@ from biocap_assets.shards.texts import Taxon, sample_texts
 
 DEMO_SEED = 20251024
 # Bump when the generator's output changes, so old worlds are rebuilt.
-DEMO_VERSION = 1
+DEMO_VERSION = 3
 
 CATALOG_COLUMNS = (
     "split",
@@ -277,14 +277,14 @@ def _write_world(root: Path, seed: int, sizes: DemoSizes) -> dict:
             continue
         t = sp.taxon
         for _ in range(sizes.zero_shot_per_species):
-            name = f"demo_species/{_uuid(rng)}.jpg"
+            name = f"{_uuid(rng)}.jpg"
             data = jpeg_bytes(
                 draw_specimen(
                     sp, rng, size=sizes.image_size, background=rng.choice(list(BACKGROUNDS))
                 )
             )
-            (images / name).parent.mkdir(parents=True, exist_ok=True)
-            (images / name).write_bytes(data)
+            (images / "demo_species").mkdir(parents=True, exist_ok=True)
+            (images / "demo_species" / name).write_bytes(data)
             zs_rows.append(
                 {
                     "kingdom": t.kingdom,
@@ -329,12 +329,12 @@ def _write_world(root: Path, seed: int, sizes: DemoSizes) -> dict:
                     sp, rng, size=sizes.image_size, background=rng.choice(list(BACKGROUNDS))
                 )
             )
-            (images / "retrieval").mkdir(parents=True, exist_ok=True)
-            (images / "retrieval" / f"{image_id}.jpg").write_bytes(data)
+            (images / "demo_captions").mkdir(parents=True, exist_ok=True)
+            (images / "demo_captions" / f"{image_id}.jpg").write_bytes(data)
             rt_rows.append(
                 {
                     "id": image_id,
-                    "source_url": f"retrieval/{image_id}.jpg",
+                    "source_url": f"demo_captions/{image_id}.jpg",
                     "captions": f"{label}, {rng.choice(visual_paragraphs(sp))}",
                     "md5": evalsets.md5_hex(data),
                 }

@@ -1,0 +1,133 @@
+"""eval_reports: zero-shot, retrieval and INQUIRE rerank for the latest checkpoint.
+
+(No `from __future__ import annotations` here: Dagster reads these annotations.)
+
+The ``evaluate`` worker computes the metrics; this step appends them to DuckDB
+``eval_results`` (history kept: re-evaluations add rows with a new timestamp)
+and writes the report (Markdown + self-contained HTML) next to the checkpoint.
+A weekly schedule re-evaluates the latest checkpoint; a sensor evaluates every
+new one.
+"""
+
+import io
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pyarrow.parquet as pq
+from upath import UPath
+
+from biocap_assets.assets.taxa import OWNERS
+from biocap_assets.evaluation.datasets import load_suite, suite_from_data_dir
+from biocap_assets.evaluation.report import headline, render
+from biocap_assets.resources import LauncherResource, SourcesResource, StorageResource
+from biocap_assets.resources.duckdb import BiocapDuckDB, table_exists
+from biocap_assets.shards.io import open_read
+
+RESULT_COLUMNS = ["checkpoint", "task", "dataset", "metric", "value", "chance", "n", "evaluated_at"]
+
+
+class EvalConfig(dg.Config):
+    suite_file: str = ""
+    """A YAML suite; default: $BIOCAP_EVAL_DATA (the upstream data/eval folder, images under
+    $BIOCAP_EVAL_IMAGES), or the demo's suite."""
+
+
+def resolve_suite(config: EvalConfig, sources: SourcesResource, context, launcher):
+    if config.suite_file:
+        return load_suite(Path(config.suite_file)), f"suite {config.suite_file}"
+    data = os.environ.get("BIOCAP_EVAL_DATA", "").strip()
+    if data:
+        images = os.environ.get("BIOCAP_EVAL_IMAGES", "").strip() or str(Path(data) / "images")
+        return suite_from_data_dir(Path(data), Path(images)), f"upstream layout {data}"
+    world = sources.demo_world(context, launcher)
+    return suite_from_data_dir(world.data_dir / "eval", world.eval_images), "demo (synthetic)"
+
+
+def _write_results(duckdb: BiocapDuckDB, frame: pd.DataFrame) -> pd.DataFrame:
+    """Append this evaluation; return the headline history of earlier checkpoints."""
+    with duckdb.get_connection() as connection:
+        connection.register("incoming", frame)
+        if not table_exists(connection, "eval_results"):
+            connection.execute("CREATE TABLE main.eval_results AS SELECT * FROM incoming LIMIT 0")
+        connection.execute("INSERT INTO main.eval_results BY NAME SELECT * FROM incoming")
+        history = connection.execute(
+            "SELECT checkpoint, task, dataset, metric, arg_max(value, evaluated_at) AS value "
+            "FROM main.eval_results WHERE checkpoint <> ? AND metric IN "
+            "('top1', 'text_to_image_R@1', 'AP') GROUP BY ALL ORDER BY task, dataset, "
+            "checkpoint",
+            [frame["checkpoint"].iloc[0]],
+        ).df()
+        connection.unregister("incoming")
+    return history
+
+
+@dg.asset(
+    key="eval_reports",
+    group_name="evaluation",
+    ins={"clip_checkpoint": dg.AssetIn()},
+    kinds={"pytorch", "duckdb"},
+    owners=OWNERS,
+    pool="gpu",
+    code_version="1",
+    automation_condition=None,
+    description=(
+        "Zero-shot classification (top-1/top-5), text-image retrieval (Recall@1/5/10 both "
+        "ways) and INQUIRE rerank (AP, nDCG, MRR per supercategory) of the latest "
+        "checkpoint; rows in DuckDB `eval_results`, a Markdown and HTML report next to the "
+        "checkpoint. Every number comes with its chance level."
+    ),
+)
+def eval_reports(
+    context: dg.AssetExecutionContext,
+    config: EvalConfig,
+    clip_checkpoint: UPath,
+    sources: SourcesResource,
+    launcher: LauncherResource,
+    storage: StorageResource,
+    duckdb: BiocapDuckDB,
+) -> dg.MaterializeResult:
+    summary = json.loads(clip_checkpoint.read_text())
+    checkpoint = summary["checkpoint"]
+    specs, label = resolve_suite(config, sources, context, launcher)
+    if not specs:
+        raise dg.Failure(f"no evaluation dataset found ({label})")
+    output = storage.path("eval", context.run_id, "results.parquet")
+    launcher.run(
+        context,
+        "evaluate",
+        extras={
+            "checkpoint": checkpoint,
+            "output": str(output),
+            "specs": [spec.__dict__ for spec in specs],
+        },
+    )
+    with open_read(str(output)) as f:
+        frame = pq.read_table(io.BytesIO(f.read())).to_pandas()
+    output.unlink()
+    frame["checkpoint"] = checkpoint
+    frame["evaluated_at"] = datetime.now(UTC)
+    frame = frame[RESULT_COLUMNS]
+    history = _write_results(duckdb, frame)
+    markdown, page = render(checkpoint, frame, history)
+    run_dir = UPath(summary["run_dir"])
+    stem = f"report-epoch_{summary['epochs']}"
+    for suffix, text in ((".md", markdown), (".html", page)):
+        (run_dir / f"{stem}{suffix}").write_text(text)
+    table = headline(frame)
+    below = table[table["value"] <= table["chance"]]
+    return dg.MaterializeResult(
+        metadata={
+            "source": label,
+            "checkpoint": dg.MetadataValue.path(checkpoint),
+            "report_html": dg.MetadataValue.path(str(run_dir / f"{stem}.html")),
+            "report_markdown": dg.MetadataValue.path(str(run_dir / f"{stem}.md")),
+            "datasets": len(specs),
+            "rows": len(frame),
+            "headline": dg.MetadataValue.md(table.to_markdown(index=False, floatfmt=".2f")),
+            "datasets_at_or_below_chance": len(below),
+        }
+    )

@@ -1,0 +1,1 @@
+"""Evaluation: zero-shot classification, text-image retrieval, INQUIRE reranking, reports."""

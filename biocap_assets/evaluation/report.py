@@ -1,0 +1,114 @@
+"""The human report of an evaluation: Markdown and a self-contained HTML page.
+
+Plots are inline SVG (no plotting library, no external file): one bar chart per
+task with this checkpoint's value against chance, and a table of this checkpoint
+against the earlier ones evaluated on the same datasets.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+
+import pandas as pd
+
+HEADLINE = {"zero_shot": "top1", "retrieval": "text_to_image_R@1", "inquire_rerank": "AP"}
+
+
+def headline(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per dataset: its headline metric, chance, and n."""
+    picked = rows[rows.apply(lambda r: HEADLINE.get(r["task"]) == r["metric"], axis=1)]
+    return picked[["task", "dataset", "metric", "value", "chance", "n"]].reset_index(drop=True)
+
+
+def _svg_bars(items: Sequence[tuple[str, float, float]], width: int = 560) -> str:
+    """Horizontal bars (value) with a chance tick, values in percent."""
+    row_h, label_w = 26, 190
+    height = row_h * len(items) + 20
+    scale = (width - label_w - 60) / 100
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        'font-family="sans-serif" font-size="12">'
+    ]
+    for i, (label, value, chance) in enumerate(items):
+        y = 10 + i * row_h
+        parts.append(f'<text x="0" y="{y + 15}">{html.escape(label[:28])}</text>')
+        parts.append(
+            f'<rect x="{label_w}" y="{y + 3}" width="{max(0.0, value) * scale:.1f}" '
+            'height="16" fill="#3b7dd8"/>'
+        )
+        x = label_w + chance * scale
+        parts.append(
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{y}" y2="{y + 22}" '
+            'stroke="#d83b3b" stroke-width="2"/>'
+        )
+        parts.append(
+            f'<text x="{label_w + max(0.0, value) * scale + 4:.1f}" y="{y + 15}">{value:.1f}</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def render(checkpoint: str, rows: pd.DataFrame, history: pd.DataFrame) -> tuple[str, str]:
+    """(markdown, html) for ``rows`` of this checkpoint; ``history``: earlier headlines."""
+    table = headline(rows)
+    md = [
+        f"# Evaluation of `{checkpoint}`",
+        "",
+        "Values and chance levels in percent. Chance: the expected value of a random "
+        "scorer (zero-shot k/classes, retrieval k/candidates, INQUIRE the mean over random "
+        "rankings of the same candidates).",
+        "",
+        "## Headline",
+        "",
+        table.to_markdown(index=False, floatfmt=".2f"),
+        "",
+        "## All metrics",
+        "",
+        rows[["task", "dataset", "metric", "value", "chance", "n"]].to_markdown(
+            index=False, floatfmt=".2f"
+        ),
+    ]
+    if not history.empty:
+        md += [
+            "",
+            "## Against earlier checkpoints",
+            "",
+            history.to_markdown(index=False, floatfmt=".2f"),
+        ]
+    md += [
+        "",
+        "Published reference numbers (CLIP, BioCLIP, BioCAP) are not quoted here: "
+        "they are only meaningful on the real benchmarks, with their source.",
+    ]
+    sections = []
+    for task, group in table.groupby("task", sort=False):
+        items = [
+            (d, float(v), float(c))
+            for d, v, c in zip(group["dataset"], group["value"], group["chance"], strict=True)
+        ]
+        sections.append(
+            f"<h3>{html.escape(task)} ({html.escape(HEADLINE[task])})</h3>{_svg_bars(items)}"
+        )
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>Evaluation of {html.escape(checkpoint)}</title>"
+        "<style>body{font-family:sans-serif;max-width:900px;margin:2em auto}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}"
+        "</style></head><body>"
+        f"<h1>Evaluation of <code>{html.escape(checkpoint)}</code></h1>"
+        "<p>Bars: this checkpoint (percent); red tick: chance.</p>"
+        + "".join(sections)
+        + "<h2>All metrics</h2>"
+        + rows[["task", "dataset", "metric", "value", "chance", "n"]].to_html(
+            index=False, float_format=lambda v: f"{v:.2f}"
+        )
+        + (
+            "<h2>Against earlier checkpoints</h2>"
+            + history.to_html(index=False, float_format=lambda v: f"{v:.2f}")
+            if not history.empty
+            else ""
+        )
+        + "</body></html>"
+    )
+    return "\n".join(md) + "\n", page

@@ -1,0 +1,58 @@
+"""Worker: evaluate a checkpoint on a suite (``python -m biocap_assets.workers.evaluate``).
+
+Writes one Parquet of metric rows (task, dataset, metric, value, chance, n).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+from dataclasses import asdict
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from biocap_assets.evaluation.datasets import DatasetSpec, load_suite
+from biocap_assets.evaluation.runner import evaluate
+from biocap_assets.shards.io import atomic_open
+from biocap_assets.workers.runtime import worker_context
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--checkpoint")
+    parser.add_argument("--suite", help="a suite YAML file")
+    parser.add_argument("--output", help="Parquet of metric rows")
+    args, _ = parser.parse_known_args(argv)
+    cli = {k: v for k, v in vars(args).items() if v}
+    with worker_context(cli) as ctx:
+        extras = ctx.extras
+        if extras.get("specs"):
+            specs = [DatasetSpec(**s) for s in extras["specs"]]
+        elif extras.get("suite"):
+            from pathlib import Path
+
+            specs = load_suite(Path(extras["suite"]))
+        else:
+            parser.error("a suite (--suite) or the 'specs' extra is required")
+        rows = evaluate(extras["checkpoint"], specs, ctx.log.info)
+        table = pa.Table.from_pylist([asdict(r) for r in rows])
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer)
+        with atomic_open(extras["output"]) as f:
+            f.write(buffer.getvalue())
+        ctx.report_result(
+            {
+                "rows": len(rows),
+                "datasets": len(specs),
+                "output": extras["output"],
+                "headline": json.loads(
+                    json.dumps([asdict(r) for r in rows if r.metric != "missing_images"][:50])
+                ),
+            }
+        )
+
+
+if __name__ == "__main__":
+    main()
