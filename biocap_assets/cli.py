@@ -56,6 +56,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for event in result.get_asset_check_evaluations():
             state = "passed" if event.passed else "FAILED"
             print(f"check {event.asset_key.to_user_string()}:{event.check_name} {state}")
+    _print_headline(results)
     print(f"\nDuckDB tables:  {settings.duckdb_path}")
     print(f"Storage root:   {settings.storage_url}")
     print(f"Demo world:     {settings.demo_root}")
@@ -64,6 +65,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print("\nThe demo run failed; the error is above.", file=sys.stderr)
         return 1
     return 0
+
+
+def _print_headline(results) -> None:
+    """The evaluation's headline table, each number beside its chance level."""
+    for result in results:
+        for event in result.get_asset_materialization_events():
+            mat = event.event_specific_data.materialization
+            if mat.asset_key.to_user_string() == "eval_reports":
+                print("\nEvaluation (percent; chance = a random scorer's expected value):")
+                print(mat.metadata["headline"].value)
+                print(f"Report: {mat.metadata['report_html'].value}")
 
 
 def cmd_world(args: argparse.Namespace) -> int:

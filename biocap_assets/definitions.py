@@ -58,6 +58,7 @@ ALL_ASSETS = [
     descriptions.visual_descriptions,
     captions.build_captioned_shards(SETTINGS),
     training.clip_checkpoint,
+    evaluation.eval_images,
     evaluation.eval_reports,
 ]
 ALL_CHECKS = [taxa.no_duplicate_taxa, wiki.every_taxon_has_a_row, wiki.error_share_below_threshold]

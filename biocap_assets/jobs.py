@@ -19,7 +19,7 @@ caption_backfill = dg.define_asset_job(
 
 train_and_evaluate = dg.define_asset_job(
     "train_and_evaluate",
-    selection=dg.AssetSelection.assets("clip_checkpoint").downstream(),
+    selection=dg.AssetSelection.assets("clip_checkpoint", "eval_images").downstream(),
     description="Train a checkpoint on the captioned shards, then evaluate it.",
 )
 

@@ -9,6 +9,7 @@ from biocap_assets.settings import ENV_VARS, Settings
 # The contract's asset keys (DESIGN.md); each stage adds its key as it lands.
 IMPLEMENTED_ASSETS = {
     "eval_reports",
+    "eval_images",
     "taxa_table",
     "wiki_pages",
     "visual_descriptions",

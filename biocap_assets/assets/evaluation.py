@@ -21,7 +21,8 @@ import pyarrow.parquet as pq
 from upath import UPath
 
 from biocap_assets.assets.taxa import OWNERS
-from biocap_assets.evaluation.datasets import load_suite, suite_from_data_dir
+from biocap_assets.evaluation.datasets import load_suite, read_retrieval, suite_from_data_dir
+from biocap_assets.evaluation.download import resolve
 from biocap_assets.evaluation.report import headline, render
 from biocap_assets.resources import LauncherResource, SourcesResource, StorageResource
 from biocap_assets.resources.duckdb import BiocapDuckDB, table_exists
@@ -69,6 +70,7 @@ def _write_results(duckdb: BiocapDuckDB, frame: pd.DataFrame) -> pd.DataFrame:
     key="eval_reports",
     group_name="evaluation",
     ins={"clip_checkpoint": dg.AssetIn()},
+    deps=["eval_images"],
     kinds={"pytorch", "duckdb"},
     owners=OWNERS,
     pool="gpu",
@@ -129,5 +131,63 @@ def eval_reports(
             "rows": len(frame),
             "headline": dg.MetadataValue.md(table.to_markdown(index=False, floatfmt=".2f")),
             "datasets_at_or_below_chance": len(below),
+        }
+    )
+
+
+class EvalImagesConfig(dg.Config):
+    suite_file: str = ""
+    base_url: str = ""
+    """Where relative source URLs point; default: the demo's image folder (file://)."""
+    workers: int = 8
+
+
+@dg.asset(
+    key="eval_images",
+    group_name="evaluation",
+    kinds={"python"},
+    owners=OWNERS,
+    code_version="1",
+    description=(
+        "The benchmark images listed by URL in the retrieval annotations, downloaded into "
+        "the image root and verified against their md5 (as cautious-robot does); resumes "
+        "where it stopped; missing and mismatched files are counted, never used."
+    ),
+)
+def eval_images(
+    context: dg.AssetExecutionContext,
+    config: EvalImagesConfig,
+    sources: SourcesResource,
+    launcher: LauncherResource,
+) -> dg.MaterializeResult:
+    specs, label = resolve_suite(
+        EvalConfig(suite_file=config.suite_file), sources, context, launcher
+    )
+    base_url = config.base_url
+    if not base_url and label.startswith("demo"):
+        base_url = sources.demo_world(context, launcher).eval_images.as_uri() + "/"
+    items = []
+    for spec in specs:
+        if spec.task != "retrieval":
+            continue
+        data = read_retrieval(Path(spec.annotation), spec.name)
+        for image in data.images:
+            items.append(
+                {
+                    "url": resolve(data.urls[image], base_url),
+                    "dest": str(Path(spec.image_root) / image),
+                    "md5": data.md5.get(image, ""),
+                }
+            )
+    report = launcher.run(
+        context, "download", extras={"items": items, "workers": config.workers}
+    ).get_custom_messages()[-1]
+    return dg.MaterializeResult(
+        metadata={
+            "source": label,
+            "images": len(items),
+            **{k: report[k] for k in ("downloaded", "already_present", "missing", "mismatched")},
+            "missing_examples": dg.MetadataValue.json(report["missing_examples"]),
+            "mismatched_examples": dg.MetadataValue.json(report["mismatched_examples"]),
         }
     )

@@ -92,13 +92,14 @@ class RetrievalSet:
     captions: list[str]
     image_of_caption: list[int]
     md5: dict[str, str] = field(default_factory=dict)
+    urls: dict[str, str] = field(default_factory=dict)
 
 
 def read_retrieval(path: Path, name: str) -> RetrievalSet:
     rows = _rows(path)
     _need(path, rows, ["id", "source_url", "captions"])
     image_index: dict[str, int] = {}
-    images, captions, owners, md5 = [], [], [], {}
+    images, captions, owners, md5, urls = [], [], [], {}, {}
     for row in rows:
         image = f"{row['id']}.jpg"
         if image not in image_index:
@@ -106,9 +107,10 @@ def read_retrieval(path: Path, name: str) -> RetrievalSet:
             images.append(image)
             if row.get("md5"):
                 md5[image] = row["md5"]
+            urls[image] = row["source_url"]
         captions.append(row["captions"])
         owners.append(image_index[image])
-    return RetrievalSet(name, images, captions, owners, md5)
+    return RetrievalSet(name, images, captions, owners, md5, urls)
 
 
 @dataclass
