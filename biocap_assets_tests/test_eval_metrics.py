@@ -84,3 +84,58 @@ def test_rerank_matches_an_independent_implementation(seed):
     theirs = _independent(scores, relevant, missing)
     for metric in ("AP", "nDCG", "MRR"):
         assert ours[metric] == pytest.approx(theirs[metric], abs=1e-9), metric
+
+
+def test_report_shows_values_chance_history_and_sources():
+    import pandas as pd
+
+    from biocap_assets.evaluation.report import PUBLISHED, headline, render
+
+    rows = pd.DataFrame(
+        [
+            {
+                "task": "zero_shot",
+                "dataset": "birds",
+                "metric": "top1",
+                "value": 50.0,
+                "chance": 2.0,
+                "n": 100,
+            },
+            {
+                "task": "zero_shot",
+                "dataset": "birds",
+                "metric": "top5",
+                "value": 80.0,
+                "chance": 10.0,
+                "n": 100,
+            },
+            {
+                "task": "inquire_rerank",
+                "dataset": "inquire",
+                "metric": "AP",
+                "value": 30.0,
+                "chance": 15.0,
+                "n": 12,
+            },
+        ]
+    )
+    history = pd.DataFrame(
+        [
+            {
+                "checkpoint": "old.pt",
+                "task": "zero_shot",
+                "dataset": "birds",
+                "metric": "top1",
+                "value": 40.0,
+            }
+        ]
+    )
+    assert list(headline(rows)["metric"]) == ["top1", "AP"]
+    markdown, page = render("new.pt", rows, history)
+    top1 = next(line for line in markdown.splitlines() if "| top1 " in line)
+    assert [c.strip() for c in top1.strip("|").split("|")][3:5] == ["50.00", "2.00"]
+    assert "old.pt" in markdown and "Against earlier checkpoints" in markdown
+    assert all(source in markdown and source in page for _, _, source in PUBLISHED)
+    assert (
+        page.count("<svg") == 2 and "<script" not in page and "http://" not in page.split("<svg")[0]
+    )
