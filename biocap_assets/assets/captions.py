@@ -18,6 +18,19 @@ from biocap_assets.resources.sources import shard_partition_keys
 from biocap_assets.settings import Settings
 
 CAPTIONED_SHARE_CHECK = "captioned_share_above_threshold"
+# shard_stats columns reported by the caption worker, also shown as metadata
+STAT_KEYS = (
+    "samples",
+    "captioned",
+    "skipped",
+    "no_image",
+    "bad_image",
+    "failed",
+    "mean_caption_words",
+    "seconds",
+    "backend",
+    "model",
+)
 
 
 def captioned_path(storage: StorageResource, key: str):
@@ -114,22 +127,7 @@ def build_captioned_shards(settings: Settings) -> dg.AssetsDefinition:
             context.log.warning("no visual_descriptions snapshot: captions get no reference")
         report = launcher.run(context, "caption", extras=extras).get_custom_messages()[-1]
 
-        row = {
-            k: report[k]
-            for k in (
-                "samples",
-                "captioned",
-                "skipped",
-                "no_image",
-                "bad_image",
-                "failed",
-                "mean_caption_words",
-                "bytes_in",
-                "seconds",
-                "backend",
-                "model",
-            )
-        }
+        row = {k: report[k] for k in (*STAT_KEYS, "bytes_in")}
         row |= {"shard": key, "input_url": urls[key], "output_url": str(output)}
         examples = pd.DataFrame(report["examples"], columns=["key", "caption"])
         yield dg.Output(
@@ -137,21 +135,7 @@ def build_captioned_shards(settings: Settings) -> dg.AssetsDefinition:
             metadata={
                 "source": label,
                 "path": dg.MetadataValue.path(str(output)),
-                **{
-                    k: row[k]
-                    for k in (
-                        "samples",
-                        "captioned",
-                        "skipped",
-                        "no_image",
-                        "bad_image",
-                        "failed",
-                        "mean_caption_words",
-                        "seconds",
-                        "backend",
-                        "model",
-                    )
-                },
+                **{k: row[k] for k in STAT_KEYS},
                 "cpu_fallback": row["backend"] == "cpu",
                 "samples_per_second": round(row["samples"] / row["seconds"], 2)
                 if row["seconds"]

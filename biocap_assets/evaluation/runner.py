@@ -95,13 +95,24 @@ def _texts(model: DualProjectionCLIP, tokenizer, texts: list[str], device: str) 
     return np.concatenate(out) if out else np.zeros((0, 1))
 
 
+def _available(
+    task: str, name: str, root: Path, images: list[str], projector: str, embedder: ImageEmbedder
+) -> tuple[dict[str, np.ndarray], list[int], MetricRow]:
+    """Embeddings of the images found, their indices, and the missing-images row."""
+    found = embedder.embed([root / p for p in images], projector)
+    keep = [i for i, p in enumerate(images) if str(root / p) in found]
+    missing = MetricRow(task, name, "missing_images", len(images) - len(keep), 0.0, len(images))
+    return found, keep, missing
+
+
 def zero_shot(
     spec: ds.DatasetSpec, model, tokenizer, embedder: ImageEmbedder, device: str
 ) -> list[MetricRow]:
     data = ds.read_classification(Path(spec.annotation), spec.name, spec.label_format)
     root = Path(spec.image_root)
-    found = embedder.embed([root / p for p in data.images], "taxonomic")
-    keep = [i for i, p in enumerate(data.images) if str(root / p) in found]
+    found, keep, missing = _available(
+        "zero_shot", spec.name, root, data.images, "taxonomic", embedder
+    )
     classifier = (
         open_clip.build_zero_shot_classifier(
             model,
@@ -116,16 +127,7 @@ def zero_shot(
         .numpy()
     )
     n_classes = len(data.classnames)
-    rows = [
-        MetricRow(
-            "zero_shot",
-            spec.name,
-            "missing_images",
-            len(data.images) - len(keep),
-            0.0,
-            len(data.images),
-        )
-    ]
+    rows = [missing]
     if not keep:
         return rows
     features = np.stack([found[str(root / data.images[i])] for i in keep])
@@ -150,18 +152,10 @@ def retrieval(
 ) -> list[MetricRow]:
     data = ds.read_retrieval(Path(spec.annotation), spec.name)
     root = Path(spec.image_root)
-    found = embedder.embed([root / p for p in data.images], "caption")
-    keep = [i for i, p in enumerate(data.images) if str(root / p) in found]
-    rows = [
-        MetricRow(
-            "retrieval",
-            spec.name,
-            "missing_images",
-            len(data.images) - len(keep),
-            0.0,
-            len(data.images),
-        )
-    ]
+    found, keep, missing = _available(
+        "retrieval", spec.name, root, data.images, "caption", embedder
+    )
+    rows = [missing]
     if not keep:
         return rows
     new_index = {old: new for new, old in enumerate(keep)}
