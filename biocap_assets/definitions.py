@@ -70,7 +70,8 @@ pipeline_job = dg.define_asset_job(
 )
 
 defs = dg.Definitions(
-    assets=ALL_ASSETS,
+    # code references: the UI links each asset to the file and line that defines it
+    assets=dg.with_source_code_references(ALL_ASSETS),
     asset_checks=ALL_CHECKS,
     jobs=[*ALL_JOBS, reevaluate],
     schedules=[reevaluate_schedule(os.environ.get("BIOCAP_EVAL_CRON", "").strip() or "0 6 * * 1")],
