@@ -47,6 +47,7 @@ def atomic_open(url: str, mode: str = "wb") -> Iterator[IO]:
         discard = getattr(f, "discard", None)
         if discard is not None:
             discard()  # abort the multipart upload: nothing becomes visible
+            f.closed = True  # discarded: closing would upload what is left
         raise
     f.close()
 

@@ -1,0 +1,96 @@
+"""The storage root on a real S3 server (SeaweedFS on 127.0.0.1): artifacts, tables, the
+whole demo graph, and a wrong key refused."""
+
+import io
+import tarfile
+
+import dagster as dg
+import duckdb
+import pytest
+
+from biocap_assets.resources import StorageResource
+from biocap_assets_tests.s3_server import ACCESS_KEY, BUCKET, SECRET_KEY, seaweedfs
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    with seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server
+
+
+@pytest.fixture
+def s3_env(s3, monkeypatch):
+    endpoint, _ = s3
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    import fsspec
+
+    fsspec.filesystem("s3").clear_instance_cache()
+    return s3
+
+
+def _keys(client, prefix):
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+
+@pytest.mark.slow
+def test_atomic_writes_on_s3_and_a_wrong_key_is_refused(s3_env, monkeypatch):
+    _, client = s3_env
+    storage = StorageResource(root_url=f"s3://{BUCKET}/unit")
+    storage.write_bytes("a", "b.bin", data=b"payload")
+    assert client.get_object(Bucket=BUCKET, Key="unit/a/b.bin")["Body"].read() == b"payload"
+    with pytest.raises(RuntimeError), storage.open_atomic("a", "half.bin") as f:
+        f.write(b"x" * (6 * 1024 * 1024))  # past one multipart chunk
+        raise RuntimeError("killed")
+    assert "unit/a/half.bin" not in _keys(client, "unit/"), "a failed upload is never visible"
+
+    import fsspec
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    fsspec.filesystem("s3").clear_instance_cache()
+    with pytest.raises(PermissionError):
+        StorageResource(root_url=f"s3://{BUCKET}/unit").write_bytes("c.bin", data=b"no")
+
+
+@pytest.mark.slow
+def test_whole_demo_graph_with_storage_and_catalog_on_s3(
+    s3_env, biocap_home, monkeypatch, demo_world
+):
+    import importlib
+
+    import biocap_assets.definitions as definitions
+    from biocap_assets.jobs import run_everything
+
+    _, client = s3_env
+    client.upload_file(str(demo_world.catalog), BUCKET, "inputs/catalog.csv")
+    monkeypatch.setenv("BIOCAP_STORAGE_URL", f"s3://{BUCKET}/demo-run")
+    defs = importlib.reload(definitions).defs
+    results = run_everything(defs, dg.DagsterInstance.ephemeral())
+    assert all(r.success for r in results)
+    keys = _keys(client, "demo-run/")
+    assert "demo-run/tables/taxa.parquet" in keys
+    assert sum(k.startswith("demo-run/shards/captioned/") for k in keys) == 4
+    assert any(k.endswith("epoch_8.pt") for k in keys)
+    assert any(k.endswith("report-epoch_8.html") for k in keys)
+    assert any(k.startswith("demo-run/wiki/parts/") for k in keys)
+    shard = client.get_object(Bucket=BUCKET, Key="demo-run/shards/captioned/shard-000000.tar")
+    with tarfile.open(fileobj=io.BytesIO(shard["Body"].read())) as tar:
+        assert any(n.endswith(".caption.txt") for n in tar.getnames())
+    with duckdb.connect(str(biocap_home / "biocap.duckdb"), read_only=True) as connection:
+        assert connection.execute("SELECT count(*) FROM eval_results").fetchall()[0][0] > 10
+
+    # The catalog itself read from S3 by DuckDB through fsspec.
+    monkeypatch.setenv("BIOCAP_CATALOG_URL", f"s3://{BUCKET}/inputs/catalog.csv")
+    defs = importlib.reload(definitions).defs
+    from biocap_assets.assets.taxa import no_duplicate_taxa, taxa_table
+
+    result = dg.materialize([taxa_table, no_duplicate_taxa], resources=defs.resources)
+    assert result.success
+    (mat,) = result.asset_materializations_for_node("taxa_table")
+    assert mat.metadata["taxa"].value == 32
