@@ -136,6 +136,5 @@ def test_report_shows_values_chance_history_and_sources():
     assert [c.strip() for c in top1.strip("|").split("|")][3:5] == ["50.00", "2.00"]
     assert "old.pt" in markdown and "Against earlier checkpoints" in markdown
     assert all(source in markdown and source in page for _, _, source in PUBLISHED)
-    assert (
-        page.count("<svg") == 2 and "<script" not in page and "http://" not in page.split("<svg")[0]
-    )
+    assert page.count("<svg") == 2 + 2, "a bar chart per task, one per dataset over time"
+    assert "<script" not in page and "http://" not in page.split("<svg")[0]

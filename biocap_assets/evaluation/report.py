@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
+from pathlib import PurePosixPath as Path
 
 import pandas as pd
 
@@ -71,6 +72,22 @@ def _svg_bars(items: Sequence[tuple[str, float, float]], width: int = 560) -> st
     return "".join(parts)
 
 
+def _history_svg(table: pd.DataFrame, history: pd.DataFrame) -> str:
+    """Per dataset: bars of the earlier checkpoints' headline values, then this one's."""
+    parts = []
+    for row in table.itertuples():
+        earlier = history[(history["dataset"] == row.dataset) & (history["metric"] == row.metric)]
+        items = [
+            (Path(str(c)).parent.name + "/" + Path(str(c)).name, float(v), float(row.chance))
+            for c, v in zip(earlier["checkpoint"], earlier["value"], strict=True)
+        ]
+        items.append(("this checkpoint", float(row.value), float(row.chance)))
+        parts.append(
+            f"<h4>{html.escape(row.dataset)} ({html.escape(row.metric)})</h4>" + _svg_bars(items)
+        )
+    return "".join(parts)
+
+
 def render(checkpoint: str, rows: pd.DataFrame, history: pd.DataFrame) -> tuple[str, str]:
     """(markdown, html) for ``rows`` of this checkpoint; ``history``: earlier headlines."""
     table = headline(rows)
@@ -130,6 +147,7 @@ def render(checkpoint: str, rows: pd.DataFrame, history: pd.DataFrame) -> tuple[
         )
         + (
             "<h2>Against earlier checkpoints</h2>"
+            + _history_svg(table, history)
             + history.to_html(index=False, float_format=lambda v: f"{v:.2f}")
             if not history.empty
             else ""
