@@ -47,6 +47,8 @@ def build_resources(settings: Settings) -> dict[str, object]:
             shards_url=_env_or("BIOCAP_SHARDS_URL", None),
             wiki_api_url=_env_or("BIOCAP_WIKI_API_URL", None),
             wiki_contact=_env_or("BIOCAP_WIKI_CONTACT", ""),
+            eval_data=_env_or("BIOCAP_EVAL_DATA", ""),
+            eval_images=_env_or("BIOCAP_EVAL_IMAGES", ""),
         ),
     }
 

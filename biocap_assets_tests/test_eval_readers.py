@@ -101,3 +101,19 @@ def test_the_sensor_requests_an_evaluation_per_new_checkpoint(fresh_defs, monkey
         instance=instance, definitions=fresh_defs, cursor=result.cursor
     )
     assert sensor.evaluate_tick(context).run_requests == [], "nothing new, no run"
+
+
+def test_the_eval_data_setting_selects_the_upstream_suite(reference_data, tmp_path):
+    from biocap_assets.assets.evaluation import EvalConfig, resolve_suite
+    from biocap_assets.resources import SourcesResource
+
+    sources = SourcesResource(
+        demo_root=str(tmp_path / "demo"),
+        eval_data=str(reference_data / "biocap/data"),
+        eval_images=str(tmp_path / "images"),
+    )
+    specs, label = resolve_suite(EvalConfig(), sources, None, None)
+    assert label.startswith("upstream layout")
+    assert {s.task for s in specs} == {"zero_shot", "retrieval"}
+    assert all(s.image_root.startswith(str(tmp_path / "images")) for s in specs)
+    assert not (tmp_path / "demo").exists(), "no demo world when real data is configured"

@@ -11,7 +11,6 @@ new one.
 
 import io
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -40,9 +39,9 @@ class EvalConfig(dg.Config):
 def resolve_suite(config: EvalConfig, sources: SourcesResource, context, launcher):
     if config.suite_file:
         return load_suite(Path(config.suite_file)), f"suite {config.suite_file}"
-    data = os.environ.get("BIOCAP_EVAL_DATA", "").strip()
+    data = sources.eval_data
     if data:
-        images = os.environ.get("BIOCAP_EVAL_IMAGES", "").strip() or str(Path(data) / "images")
+        images = sources.eval_images or str(Path(data) / "images")
         return suite_from_data_dir(Path(data), Path(images)), f"upstream layout {data}"
     world = sources.demo_world(context, launcher)
     return suite_from_data_dir(world.data_dir / "eval", world.eval_images), "demo (synthetic)"
@@ -75,7 +74,6 @@ def _write_results(duckdb: BiocapDuckDB, frame: pd.DataFrame) -> pd.DataFrame:
     owners=OWNERS,
     pool="gpu",
     code_version="1",
-    automation_condition=None,
     description=(
         "Zero-shot classification (top-1/top-5), text-image retrieval (Recall@1/5/10 both "
         "ways) and INQUIRE rerank (AP, nDCG, MRR per supercategory) of the latest "

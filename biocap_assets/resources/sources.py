@@ -37,6 +37,8 @@ class SourcesResource(dg.ConfigurableResource):
     shards_url: str | None = Field(default=None, description="BIOCAP_SHARDS_URL")
     wiki_api_url: str | None = Field(default=None, description="BIOCAP_WIKI_API_URL")
     wiki_contact: str = Field(default="", description="BIOCAP_WIKI_CONTACT (User-Agent)")
+    eval_data: str = Field(default="", description="BIOCAP_EVAL_DATA (upstream data/eval)")
+    eval_images: str = Field(default="", description="BIOCAP_EVAL_IMAGES (image root)")
     demo_seed: int = DEMO_SEED
 
     @property
