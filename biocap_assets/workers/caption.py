@@ -28,7 +28,7 @@ from biocap_assets.inference.tasks import (
 from biocap_assets.resources.duckdb import register_filesystem
 from biocap_assets.shards.io import atomic_open, open_read
 from biocap_assets.shards.rewrite import ShardStats, description_lookup, rewrite_shard, shard_keys
-from biocap_assets.workers.runtime import worker_context
+from biocap_assets.workers.runtime import run_main, worker_context
 
 SOURCES = ("cpu", "vllm", "openai", "released", "noop")
 
@@ -131,4 +131,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -6,7 +6,7 @@ import argparse
 import time
 
 from biocap_assets.demo.world import DEMO_SEED, DemoSizes, generate_demo_world
-from biocap_assets.workers.runtime import worker_context
+from biocap_assets.workers.runtime import run_main, worker_context
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -42,4 +42,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

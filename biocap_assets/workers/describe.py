@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from biocap_assets.inference.factory import InferenceConfig, make_backend
 from biocap_assets.inference.tasks import DescriptionInput, filter_with_model, filter_with_rules
 from biocap_assets.shards.io import atomic_open, open_read
-from biocap_assets.workers.runtime import worker_context
+from biocap_assets.workers.runtime import run_main, worker_context
 
 RESULT_SCHEMA = pa.schema(
     [
@@ -88,4 +88,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

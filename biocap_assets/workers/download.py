@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from biocap_assets.evaluation.download import DownloadItem, download_all
-from biocap_assets.workers.runtime import worker_context
+from biocap_assets.workers.runtime import run_main, worker_context
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -28,4 +28,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

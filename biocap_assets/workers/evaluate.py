@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 from biocap_assets.evaluation.datasets import DatasetSpec, load_suite
 from biocap_assets.evaluation.runner import evaluate
 from biocap_assets.shards.io import atomic_open
-from biocap_assets.workers.runtime import worker_context
+from biocap_assets.workers.runtime import run_main, worker_context
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -55,4 +55,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -6,9 +6,10 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator, Mapping
+import traceback
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 from dagster_pipes import (
     PipesContext,
@@ -81,3 +82,28 @@ def worker_context(
     except Exception as exc:
         _record_error(exc)
         raise
+
+
+def run_main(main: Callable[[], object]) -> NoReturn:
+    """Run a worker's ``main`` and leave without interpreter teardown.
+
+    Once the work is done and reported, a native library's static destructors have been
+    seen to abort a worker at exit ("terminate called without an active exception",
+    exit code -6), failing a step whose work had succeeded. Leaving with ``os._exit``
+    after flushing makes the exit status the work's own.
+    """
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if exc.code is not None and not isinstance(exc.code, int):
+            print(exc.code, file=sys.stderr)
+    except BaseException:  # noqa: BLE001 - report any failure, then exit non-zero
+        traceback.print_exc()
+        code = 1
+    finally:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)

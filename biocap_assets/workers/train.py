@@ -13,7 +13,7 @@ import os
 
 from biocap_assets.training.config import PRESETS, TrainConfig
 from biocap_assets.training.loop import TrainJob, train
-from biocap_assets.workers.runtime import worker_context
+from biocap_assets.workers.runtime import run_main, worker_context
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -57,4 +57,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -21,7 +21,7 @@ from upath import UPath
 from biocap_assets.demo.wiki_server import MediaWikiServer
 from biocap_assets.scraping.settings import CrawlOptions, crawler_settings
 from biocap_assets.scraping.spider import WikiSpider
-from biocap_assets.workers.runtime import WorkerContext, worker_context
+from biocap_assets.workers.runtime import WorkerContext, run_main, worker_context
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -126,4 +126,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)
