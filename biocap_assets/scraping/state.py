@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 from upath import UPath
 
 from biocap_assets.scraping.pipelines import WIKI_SCHEMA, write_part
+from biocap_assets.taxonomy.catalog import RANK_COLUMNS
 
 FINAL_STATUSES = ("found", "no_page", "no_visual_section", "disambiguation")
 
@@ -49,18 +50,7 @@ def plan_crawl(
     taxa: pa.Table, known: pa.Table, refresh: bool = False, retry_errors: bool = True
 ) -> pa.Table:
     """Taxa to fetch: all with ``refresh``; else those without a final row yet."""
-    columns = [
-        "taxon_id",
-        "binomial",
-        "kingdom",
-        "phylum",
-        "class",
-        "order",
-        "family",
-        "genus",
-        "species",
-        "is_ambiguous",
-    ]
+    columns = ["taxon_id", "binomial", *RANK_COLUMNS, "is_ambiguous"]
     taxa = taxa.select(columns)
     if refresh or known.num_rows == 0:
         return taxa
