@@ -38,12 +38,6 @@ class StorageResource(dg.ConfigurableResource):
     def path(self, *parts: str) -> UPath:
         return self.root.joinpath(*parts)
 
-    def url(self, *parts: str) -> str:
-        return str(self.path(*parts))
-
-    def filesystem(self) -> fsspec.AbstractFileSystem:
-        return self.root.fs
-
     @contextmanager
     def open_atomic(self, *parts: str, mode: str = "wb") -> Iterator[IO]:
         """Open ``parts`` for writing; readers see the old file or the whole new one."""

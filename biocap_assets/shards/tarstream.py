@@ -10,7 +10,6 @@ that is not a tar fails loudly. New members are built with ``tarfile``.
 
 from __future__ import annotations
 
-import io
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -129,7 +128,3 @@ def member_bytes(name: str, data: bytes, mtime: int = 0, mode: int = 0o644) -> b
     info.uname = info.gname = ""
     header = info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
     return header + data + b"\0" * (_padded(len(data)) - len(data))
-
-
-def read_all(data: bytes) -> list[RawMember]:
-    return list(iter_raw_members(io.BytesIO(data)))

@@ -16,8 +16,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--force", action="store_true", help="rebuild even if complete")
     args, _ = parser.parse_known_args(argv)
     with worker_context({"out": args.out, "seed": args.seed, "force": args.force}) as ctx:
-        if not ctx.extras.get("out"):
-            parser.error("--out (or the 'out' extra) is required")
+        ctx.require(parser, "out")
         started = time.perf_counter()
         sizes = DemoSizes(**ctx.extras["sizes"]) if ctx.extras.get("sizes") else None
         world = generate_demo_world(

@@ -81,9 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     args, _ = parser.parse_known_args(argv)
     cli = {k: v for k, v in vars(args).items() if v}
     with worker_context(cli) as ctx:
-        for needed in ("input", "output"):
-            if not ctx.extras.get(needed):
-                parser.error(f"--{needed} (or the '{needed}' extra) is required")
+        ctx.require(parser, "input", "output")
         ctx.report_result(run(ctx.extras, ctx.log))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -34,6 +35,12 @@ class WorkerContext:
                 format="%(asctime)s %(levelname)s %(message)s",
             )
             self.log = logging.getLogger("biocap.worker")
+
+    def require(self, parser: argparse.ArgumentParser, *names: str) -> None:
+        """Exit with a usage error naming each parameter neither flag nor extra gave."""
+        for name in names:
+            if not self.extras.get(name):
+                parser.error(f"--{name.replace('_', '-')} (or the '{name}' extra) is required")
 
     @property
     def under_dagster(self) -> bool:

@@ -119,9 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     cli = {k: v for k, v in vars(args).items() if v not in (None, "") and k != "options"}
     cli |= json.loads(args.options)
     with worker_context(cli) as ctx:
-        for needed in ("todo", "parts"):
-            if not ctx.extras.get(needed):
-                parser.error(f"--{needed} (or the '{needed}' extra) is required")
+        ctx.require(parser, "todo", "parts")
         ctx.report_result(crawl(ctx))
 
 
