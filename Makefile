@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 BIOCAP_HOME ?= $(CURDIR)/.biocap
 export BIOCAP_HOME
 
-.PHONY: install demo test test-fast lint dev bench clean
+.PHONY: install system-deps demo test test-fast lint dev bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,8 +20,20 @@ install: $(STAMP)
 demo: install
 	$(BIN)/biocap demo
 
+## Debian packages the tests use: Chromium (browser test), PostgreSQL (DuckLake catalog).
+## Installed when missing and apt-get can run as root; otherwise those tests skip.
+system-deps:
+	@missing=""; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  else echo "system-deps: missing$$missing (needs root and apt-get); their tests will skip"; fi; \
+	fi
+
 ## Lint, then run the whole suite (slow end-to-end tests included).
-test: install
+test: install system-deps
 	$(BIN)/ruff check biocap_assets biocap_assets_tests bench
 	$(BIN)/python -m pytest -q -rs
 

@@ -80,6 +80,9 @@ def released_descriptions(url: str, wiki: pa.Table) -> pa.Table:
     return pa.Table.from_pylist(rows)
 
 
+MAX_ERROR_SHARE = 0.05
+
+
 @dg.asset(
     key="visual_descriptions",
     group_name="descriptions",
@@ -92,6 +95,13 @@ def released_descriptions(url: str, wiki: pa.Table) -> pa.Table:
     kinds={"vllm", "duckdb"},
     owners=OWNERS,
     pool="gpu",
+    check_specs=[
+        dg.AssetCheckSpec(
+            "model_errors_below_threshold",
+            asset="visual_descriptions",
+            description="at most 5% of the texts end without a valid answer from the model",
+        )
+    ],
     code_version="1",
     description=(
         "Each taxon's wiki text filtered by an LLM to what describes visible appearance "
@@ -187,7 +197,8 @@ def visual_descriptions(
         for r in rows
         if r["status"] == "ok"
     ][:10]
-    return dg.Output(
+    errors = statuses.count("error")
+    yield dg.Output(
         table,
         metadata={
             "source": sources.data_label,
@@ -201,6 +212,19 @@ def visual_descriptions(
             ),
             "preview": dg.MetadataValue.md(
                 pd.DataFrame(preview).to_markdown(index=False) if preview else "(none)"
+            ),
+        },
+    )
+    share = errors / todo.num_rows if todo.num_rows else 0.0
+    yield dg.AssetCheckResult(
+        check_name="model_errors_below_threshold",
+        passed=share <= MAX_ERROR_SHARE,
+        metadata={
+            "errors": errors,
+            "error_share": round(share, 4),
+            "threshold": MAX_ERROR_SHARE,
+            "examples": dg.MetadataValue.json(
+                [r["reason"] for r in rows if r["status"] == "error"][:5]
             ),
         },
     )

@@ -23,6 +23,7 @@ from biocap_assets.assets.taxa import OWNERS
 from biocap_assets.evaluation.datasets import load_suite, read_retrieval, suite_from_data_dir
 from biocap_assets.evaluation.download import resolve
 from biocap_assets.evaluation.report import headline, render
+from biocap_assets.plots import markdown_image, svg_bars
 from biocap_assets.resources import LauncherResource, SourcesResource, StorageResource
 from biocap_assets.resources.duckdb import BiocapDuckDB, table_exists
 from biocap_assets.shards.io import open_read
@@ -74,6 +75,13 @@ def _write_results(duckdb: BiocapDuckDB, frame: pd.DataFrame) -> pd.DataFrame:
     owners=OWNERS,
     pool="gpu",
     code_version="1",
+    check_specs=[
+        dg.AssetCheckSpec(
+            "every_dataset_evaluated",
+            asset="eval_reports",
+            description="each dataset of the suite has results, and none is NaN",
+        )
+    ],
     description=(
         "Zero-shot classification (top-1/top-5), text-image retrieval (Recall@1/5/10 both "
         "ways) and INQUIRE rerank (AP, nDCG, MRR per supercategory) of the latest "
@@ -119,6 +127,11 @@ def eval_reports(
         (run_dir / f"{stem}{suffix}").write_text(text)
     table = headline(frame)
     below = table[table["value"] <= table["chance"]]
+    missing = sorted({spec.name for spec in specs} - set(frame["dataset"]))
+    nan_rows = frame[frame["value"].isna()]
+    bars = [
+        (f"{r.dataset} {r.metric}", float(r.value), float(r.chance)) for r in table.itertuples()
+    ]
     return dg.MaterializeResult(
         metadata={
             "source": label,
@@ -129,7 +142,20 @@ def eval_reports(
             "rows": len(frame),
             "headline": dg.MetadataValue.md(table.to_markdown(index=False, floatfmt=".2f")),
             "datasets_at_or_below_chance": len(below),
-        }
+            "headline_plot": dg.MetadataValue.md(
+                markdown_image(svg_bars(bars), "headline metric (bars) against chance (red)")
+            ),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="every_dataset_evaluated",
+                passed=not missing and nan_rows.empty,
+                metadata={
+                    "missing": dg.MetadataValue.json(missing),
+                    "nan_rows": len(nan_rows),
+                },
+            )
+        ],
     )
 
 

@@ -10,12 +10,14 @@ the run from its latest checkpoint, and new data starts a new run.
 
 import hashlib
 import json
+import math
 
 import dagster as dg
 import pandas as pd
 import pyarrow as pa
 
 from biocap_assets.assets.taxa import OWNERS
+from biocap_assets.plots import markdown_image, svg_lines
 from biocap_assets.resources import LauncherResource, SourcesResource, StorageResource
 from biocap_assets.training.config import PRESETS
 
@@ -51,6 +53,20 @@ def split_shards(stats: pa.Table, val_shards: int) -> tuple[list[dict], list[dic
     return rows[:cut], rows[cut:]
 
 
+def training_chart(history: list[dict]) -> str:
+    """Train loss per logged step and validation losses per epoch, as one SVG chart."""
+    series = {
+        "train loss": [(h["step"], h["loss"]) for h in history if "loss" in h],
+        "val taxonomic loss": [
+            (h["step"], h["val_tax_loss"]) for h in history if "val_tax_loss" in h
+        ],
+        "val caption loss": [
+            (h["step"], h["val_caption_loss"]) for h in history if "val_caption_loss" in h
+        ],
+    }
+    return svg_lines(series, "step", "contrastive loss")
+
+
 def _curve(history: list[dict]) -> str:
     evals = [h for h in history if "val_tax_loss" in h]
     if not evals:
@@ -73,6 +89,13 @@ def _curve(history: list[dict]) -> str:
     owners=OWNERS,
     pool="gpu",
     code_version="1",
+    check_specs=[
+        dg.AssetCheckSpec(
+            "losses_are_finite",
+            asset="clip_checkpoint",
+            description="the last train loss and the validation losses are finite numbers",
+        )
+    ],
     description=(
         "A BioCAP CLIP checkpoint (open_clip; ViT-B-16 by default, `biocap-tiny` on the demo): "
         "the vision tower's second projector `caption_proj` for captions, one text type per "
@@ -124,7 +147,13 @@ def clip_checkpoint(
         "preset": preset,
         "model": summary["config"]["model"],
     }
-    return dg.Output(
+    losses = {
+        k: float(result[k])
+        for k in ("train_loss", "val_tax_loss", "val_caption_loss")
+        if k in result
+    }
+    history = summary.get("history", [])
+    yield dg.Output(
         value,
         metadata={
             "source": sources.data_label,
@@ -146,11 +175,15 @@ def clip_checkpoint(
                     "resumed_from_epoch",
                 )
             },
-            **{
-                k: float(result[k])
-                for k in ("train_loss", "val_tax_loss", "val_caption_loss")
-                if k in result
-            },
-            "validation_curve": dg.MetadataValue.md(_curve(summary.get("history", []))),
+            **losses,
+            "training_curve": dg.MetadataValue.md(
+                markdown_image(training_chart(history), "training curve")
+            ),
+            "validation_curve": dg.MetadataValue.md(_curve(history)),
         },
+    )
+    yield dg.AssetCheckResult(
+        check_name="losses_are_finite",
+        passed=bool(losses) and all(math.isfinite(v) for v in losses.values()),
+        metadata={k: dg.MetadataValue.text(str(v)) for k, v in losses.items()},
     )

@@ -8,10 +8,11 @@ against the earlier ones evaluated on the same datasets.
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
 from pathlib import PurePosixPath as Path
 
 import pandas as pd
+
+from biocap_assets.plots import svg_bars
 
 HEADLINE = {"zero_shot": "top1", "retrieval": "text_to_image_R@1", "inquire_rerank": "AP"}
 
@@ -44,34 +45,6 @@ def headline(rows: pd.DataFrame) -> pd.DataFrame:
     return picked[["task", "dataset", "metric", "value", "chance", "n"]].reset_index(drop=True)
 
 
-def _svg_bars(items: Sequence[tuple[str, float, float]], width: int = 560) -> str:
-    """Horizontal bars (value) with a chance tick, values in percent."""
-    row_h, label_w = 26, 190
-    height = row_h * len(items) + 20
-    scale = (width - label_w - 60) / 100
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        'font-family="sans-serif" font-size="12">'
-    ]
-    for i, (label, value, chance) in enumerate(items):
-        y = 10 + i * row_h
-        parts.append(f'<text x="0" y="{y + 15}">{html.escape(label[:28])}</text>')
-        parts.append(
-            f'<rect x="{label_w}" y="{y + 3}" width="{max(0.0, value) * scale:.1f}" '
-            'height="16" fill="#3b7dd8"/>'
-        )
-        x = label_w + chance * scale
-        parts.append(
-            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{y}" y2="{y + 22}" '
-            'stroke="#d83b3b" stroke-width="2"/>'
-        )
-        parts.append(
-            f'<text x="{label_w + max(0.0, value) * scale + 4:.1f}" y="{y + 15}">{value:.1f}</text>'
-        )
-    parts.append("</svg>")
-    return "".join(parts)
-
-
 def _history_svg(table: pd.DataFrame, history: pd.DataFrame) -> str:
     """Per dataset: bars of the earlier checkpoints' headline values, then this one's."""
     parts = []
@@ -83,7 +56,7 @@ def _history_svg(table: pd.DataFrame, history: pd.DataFrame) -> str:
         ]
         items.append(("this checkpoint", float(row.value), float(row.chance)))
         parts.append(
-            f"<h4>{html.escape(row.dataset)} ({html.escape(row.metric)})</h4>" + _svg_bars(items)
+            f"<h4>{html.escape(row.dataset)} ({html.escape(row.metric)})</h4>" + svg_bars(items)
         )
     return "".join(parts)
 
@@ -130,7 +103,7 @@ def render(checkpoint: str, rows: pd.DataFrame, history: pd.DataFrame) -> tuple[
             for d, v, c in zip(group["dataset"], group["value"], group["chance"], strict=True)
         ]
         sections.append(
-            f"<h3>{html.escape(task)} ({html.escape(HEADLINE[task])})</h3>{_svg_bars(items)}"
+            f"<h3>{html.escape(task)} ({html.escape(HEADLINE[task])})</h3>{svg_bars(items)}"
         )
     page = (
         "<!doctype html><html><head><meta charset='utf-8'>"

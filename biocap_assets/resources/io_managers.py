@@ -57,6 +57,19 @@ def _parquet_bytes(table: pa.Table) -> bytes:
     return buffer.getvalue()
 
 
+def single_partition(context: dg.OutputContext | dg.InputContext) -> str | None:
+    """The one partition a step writes (a UI backfill passes it as a one-key range)."""
+    if not context.has_asset_partitions:
+        return None
+    keys = list(context.asset_partition_keys)
+    if len(keys) != 1:
+        raise dg.Failure(
+            f"{context.asset_key.to_user_string()}: a step writes one partition, this one was "
+            f"given {len(keys)} ({keys[:3]}...); backfill with one partition per run"
+        )
+    return keys[0]
+
+
 def column_schema(table: pa.Table) -> dg.TableSchema:
     return dg.TableSchema(columns=[dg.TableColumn(f.name, str(f.type)) for f in table.schema])
 
@@ -71,7 +84,7 @@ class DuckDBTableIOManager(dg.ConfigurableIOManager):
         asset = context.asset_key.to_user_string()
         table = _as_arrow(obj, asset)
         name = _table_name(context)
-        partition = context.partition_key if context.has_asset_partitions else None
+        partition = single_partition(context)
         if partition is not None:
             table = table.append_column(
                 PARTITION_COLUMN, pa.array([partition] * table.num_rows, pa.string())
@@ -138,7 +151,7 @@ class ArtifactIOManager(dg.ConfigurableIOManager):
 
     def _base(self, context: dg.OutputContext | dg.InputContext) -> list[str]:
         key = context.asset_key.path
-        leaf = context.partition_key if context.has_asset_partitions else "data"
+        leaf = single_partition(context) or "data"
         return ["assets", *key, leaf]
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:

@@ -56,3 +56,11 @@ def open_read(url: str, mode: str = "rb") -> IO:
     if is_local(url):
         return open(local_path(url), mode)
     return fsspec.open(str(url), mode).open()
+
+
+def shard_size(url: str) -> int:
+    """Size in bytes of a local file or an object (for progress over a streamed shard)."""
+    if is_local(url):
+        return os.path.getsize(local_path(url))
+    fs, path = fsspec.core.url_to_fs(str(url))
+    return int(fs.size(path))

@@ -24,6 +24,7 @@ from open_clip import ClipLoss
 from torch.nn.parallel import DistributedDataParallel
 from upath import UPath
 
+from biocap_assets.progress import format_seconds
 from biocap_assets.training import checkpoint
 from biocap_assets.training.config import TrainConfig
 from biocap_assets.training.data import eval_pipeline, loader, train_pipeline
@@ -230,7 +231,7 @@ def train(
     )
     started = time.perf_counter()
     samples_seen = start_epoch * steps_per_epoch * global_batch
-    step = start_epoch * steps_per_epoch
+    step = first_step = start_epoch * steps_per_epoch
     last_loss = float("nan")
     val: dict[str, float] = {}
     text_types_seen: list[str] = []
@@ -282,9 +283,12 @@ def train(
                     "samples_per_second_per_device": round(rate, 2),
                 }
                 history.append(record)
+                run_elapsed = time.perf_counter() - started
+                eta = (total_steps - step) * run_elapsed / max(1, step - first_step)
                 log(
-                    f"step {step}/{total_steps} epoch {epoch + 1} loss {step_loss:.4f} "
-                    f"lr {lr:.2e} text {text_type} {rate:.1f} samples/s/device"
+                    f"step {step}/{total_steps} ({100 * step / total_steps:.0f}%) epoch "
+                    f"{epoch + 1} loss {step_loss:.4f} lr {lr:.2e} text {text_type} "
+                    f"{rate:.1f} samples/s/device, ETA {format_seconds(eta)}"
                 )
         if env.is_main:
             val = validate(model, job.val_urls, preprocess_val, tokenizer, config, env.device)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import time
 
 import duckdb
 import pyarrow as pa
@@ -25,8 +24,9 @@ from biocap_assets.inference.tasks import (
     ReleasedCaptioner,
     TemplateCaptionerAdapter,
 )
+from biocap_assets.progress import ProgressLog
 from biocap_assets.resources.duckdb import register_filesystem
-from biocap_assets.shards.io import atomic_open, open_read
+from biocap_assets.shards.io import atomic_open, open_read, shard_size
 from biocap_assets.shards.rewrite import ShardStats, description_lookup, rewrite_shard, shard_keys
 from biocap_assets.workers.runtime import run_main, worker_context
 
@@ -79,18 +79,21 @@ def run(extras: dict, log) -> dict:
     if extras.get("descriptions"):
         with open_read(extras["descriptions"]) as f:
             describe = description_lookup(pq.read_table(io.BytesIO(f.read())).to_pylist())
-    every = int(extras.get("progress_every", 1000))
-    started = time.perf_counter()
-    last = [0]
+    # The sample count of a shard is unknown until it is read; its size in bytes is not.
+    size_mb = shard_size(extras["input"]) / 1e6
+    progress_log = ProgressLog(
+        log.info,
+        f"shard {extras.get('partition', '')}",
+        round(size_mb, 1),
+        "MB",
+        min_interval=float(extras.get("progress_seconds", 10)),
+    )
 
     def progress(stats: ShardStats) -> None:
-        if stats.samples - last[0] >= every:
-            last[0] = stats.samples
-            rate = stats.samples / (time.perf_counter() - started)
-            log.info(
-                f"shard {extras.get('partition', '')}: {stats.samples} samples, "
-                f"{stats.captioned} captioned ({rate:.1f} samples/s)"
-            )
+        progress_log(
+            round(min(stats.bytes_in / 1e6, size_mb), 1),
+            extra=f"{stats.samples} samples, {stats.captioned} captioned",
+        )
 
     with open_read(extras["input"]) as src, atomic_open(extras["output"]) as dst:
         stats = rewrite_shard(

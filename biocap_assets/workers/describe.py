@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from biocap_assets.inference.factory import InferenceConfig, make_backend
 from biocap_assets.inference.tasks import DescriptionInput, filter_with_model, filter_with_rules
+from biocap_assets.progress import ProgressLog
 from biocap_assets.shards.io import atomic_open, open_read
 from biocap_assets.workers.runtime import run_main, worker_context
 
@@ -52,7 +53,13 @@ def run(extras: dict, log) -> dict:
     if config.backend == "cpu":
         results = filter_with_rules(items)
     else:
-        results = filter_with_model(items, make_backend(config), seed=config.seed)
+        # chunks large enough to keep the engine's batches full, small enough for progress
+        backend, chunk = make_backend(config), int(extras.get("chunk_size", 1024))
+        progress = ProgressLog(log.info, f"describe bucket {bucket}", len(items), "texts")
+        results = []
+        for start in range(0, len(items), chunk):
+            results += filter_with_model(items[start : start + chunk], backend, seed=config.seed)
+            progress(len(results))
     table = pa.Table.from_pylist([r.__dict__ for r in results], schema=RESULT_SCHEMA)
     with atomic_open(extras["output"]) as f:
         pq.write_table(table, f)

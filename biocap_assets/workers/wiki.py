@@ -19,6 +19,7 @@ from scrapy.crawler import CrawlerProcess
 from upath import UPath
 
 from biocap_assets.demo.wiki_server import MediaWikiServer
+from biocap_assets.progress import ProgressLog
 from biocap_assets.scraping.settings import CrawlOptions, crawler_settings
 from biocap_assets.scraping.spider import WikiSpider
 from biocap_assets.workers.runtime import WorkerContext, run_main, worker_context
@@ -37,18 +38,15 @@ def require_contact(api_url: str, contact: str) -> None:
 
 
 class Progress:
-    """Log every ``every`` taxa: done / total, rate and ETA."""
+    """Every ``every`` taxa (and the last): done / total, rate and ETA in the run's logs."""
 
-    def __init__(self, ctx: WorkerContext, every: int):
-        self.ctx, self.every, self.started = ctx, max(1, every), time.perf_counter()
+    def __init__(self, ctx: WorkerContext, every: int, total: int):
+        self.every = max(1, every)
+        self.log = ProgressLog(ctx.log.info, "wiki", total, "taxa", min_interval=0)
 
     def __call__(self, done: int, total: int) -> None:
-        if done % self.every and done != total:
-            return
-        elapsed = time.perf_counter() - self.started
-        rate = done / elapsed if elapsed else 0.0
-        eta = (total - done) / rate if rate else float("nan")
-        self.ctx.log.info(f"wiki: {done}/{total} taxa ({rate:.1f} taxa/s, ETA {eta:.0f}s)")
+        if done % self.every == 0 or done == total:
+            self.log(done)
 
 
 def crawl(ctx: WorkerContext) -> dict:
@@ -81,7 +79,7 @@ def crawl(ctx: WorkerContext) -> dict:
             keywords=options.keywords,
             keep_lead=options.keep_lead,
             maxlag=options.maxlag,
-            progress=Progress(ctx, options.progress_every),
+            progress=Progress(ctx, options.progress_every, len(taxa)),
         )
         process.start()
         elapsed = time.perf_counter() - started

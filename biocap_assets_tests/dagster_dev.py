@@ -1,0 +1,109 @@
+"""`dagster dev` for browser tests: started in its own process group, stopped by its id.
+
+`dagster dev` started with `&` from a non-interactive shell ignores SIGTERM, so it is
+started from subprocess with ``start_new_session=True`` and stopped by signalling that
+group only (SIGINT, then SIGTERM, then SIGKILL), never by name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def graphql(base_url: str, query: str, variables: dict | None = None) -> dict:
+    """A query against the webserver's GraphQL endpoint (what the UI itself talks to)."""
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    request = urllib.request.Request(
+        f"{base_url}/graphql", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        payload = json.loads(response.read())
+    if payload.get("errors"):
+        raise RuntimeError(f"GraphQL errors: {payload['errors']}")
+    return payload["data"]
+
+
+def _stop_group(process: subprocess.Popen, grace: float = 20.0) -> None:
+    if process.poll() is not None:
+        return
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@contextmanager
+def dagster_dev(biocap_home: Path, log_path: Path, timeout: float = 180.0) -> Iterator[str]:
+    """Yield the base URL of a `dagster dev` (webserver + daemon) on 127.0.0.1."""
+    dagster_home = biocap_home / "dagster"
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
+    port = free_port()
+    env = {
+        **os.environ,
+        "BIOCAP_HOME": str(biocap_home),
+        "DAGSTER_HOME": str(dagster_home),
+        "PYTHONUNBUFFERED": "1",
+    }
+    command = [
+        str(Path(sys.executable).with_name("dagster")),
+        "dev",
+        "-w",
+        str(REPO / "workspace.yaml"),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
+    base_url = f"http://127.0.0.1:{port}"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(f"dagster dev exited early: see {log_path}")
+                try:
+                    data = graphql(base_url, "{ repositoriesOrError { __typename } }")
+                    if data["repositoriesOrError"]["__typename"] == "RepositoryConnection":
+                        break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"dagster dev did not answer in {timeout}s: {log_path}")
+                time.sleep(1)
+            yield base_url
+        finally:
+            _stop_group(process)

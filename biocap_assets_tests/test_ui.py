@@ -1,0 +1,276 @@
+"""The Dagster UI as a user drives it, in a real browser (Debian's Chromium + Playwright).
+
+Starts `dagster dev` on 127.0.0.1 with a temporary DAGSTER_HOME and the demo world,
+then: finds every asset in the global lineage graph, materializes `taxa_table` from
+its page, backfills two `captioned_shards` partitions from the launch dialog, waits
+for both, and checks the partition status and the metadata the UI shows. Screenshots
+land in ``$BIOCAP_UI_SCREENSHOTS`` (default: the test's temp folder).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from biocap_assets_tests.dagster_dev import dagster_dev, graphql
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ASSETS = (
+    "taxa_table",
+    "wiki_pages",
+    "visual_descriptions",
+    "captioned_shards",
+    "clip_checkpoint",
+    "eval_images",
+    "eval_reports",
+)
+BACKFILL = ("000000", "000001")
+
+sync_api = pytest.importorskip("playwright.sync_api")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is not installed"),
+]
+
+PARTITION_STATUS = """
+query ($path: [String!]!) {
+  assetNodeOrError(assetKey: {path: $path}) {
+    ... on AssetNode {
+      assetPartitionStatuses {
+        ... on DefaultPartitionStatuses {
+          materializedPartitions failedPartitions materializingPartitions
+        }
+      }
+    }
+  }
+}"""
+LATEST_MATERIALIZATION = """
+query ($path: [String!]!) {
+  assetOrError(assetKey: {path: $path}) {
+    ... on Asset { assetMaterializations(limit: 1) { runId } }
+  }
+}"""
+
+
+def _wait(what: str, condition, timeout: float = 420.0, every: float = 2.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise TimeoutError(f"waited {timeout:.0f}s for {what}")
+
+
+def _same_name(asset: str, shown: str) -> bool:
+    """The graph truncates long names in the middle: ``visu…_descriptions``."""
+    if "…" not in shown:
+        return shown.strip() == asset
+    head, tail = shown.strip().split("…", 1)
+    return asset.startswith(head) and asset.endswith(tail)
+
+
+def _settled(base_url: str, keys: tuple[str, ...]) -> dict | None:
+    """Partition statuses once every key is materialized or failed, else None."""
+    node = graphql(base_url, PARTITION_STATUS, {"path": ["captioned_shards"]})["assetNodeOrError"]
+    statuses = node["assetPartitionStatuses"]
+    done = set(statuses["materializedPartitions"]) | set(statuses["failedPartitions"])
+    return statuses if done >= set(keys) else None
+
+
+def _skip_community_dialog(page) -> None:
+    """A fresh DAGSTER_HOME greets the first visit with "Join the Dagster community"."""
+    skip = page.get_by_role("button", name="Skip")
+    try:
+        skip.wait_for(timeout=10_000)
+    except sync_api.TimeoutError:
+        return
+    skip.click()
+
+
+@pytest.fixture
+def screenshots(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("BIOCAP_UI_SCREENSHOTS") or tmp_path / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def ui(tmp_path: Path, demo_world):
+    home = tmp_path / "home"
+    home.mkdir()
+    os.symlink(demo_world.root, home / "demo")
+    log = tmp_path / "dagster-dev.log"
+    try:
+        with dagster_dev(home, log) as base_url:
+            yield base_url, home
+    finally:
+        if log.exists():
+            shutil.copy(log, tmp_path / "dagster-dev.kept.log")
+
+
+@pytest.fixture
+def demo_ui(tmp_path: Path, demo_world):
+    """The whole demo graph materialized by `biocap demo`, then shown by `dagster dev`."""
+    home = tmp_path / "home"
+    home.mkdir()
+    os.symlink(demo_world.root, home / "demo")
+    # `biocap demo` keeps its runs in $BIOCAP_HOME/dagster, where dagster_dev looks too
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    env["BIOCAP_HOME"] = str(home)
+    biocap = str(Path(sys.executable).with_name("biocap"))
+    subprocess.run([biocap, "demo"], env=env, check=True, timeout=900)
+    with dagster_dev(home, tmp_path / "dagster-dev.log") as base_url:
+        yield base_url
+
+
+def _open_browser(playwright):
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+
+
+def _shown_image_width(page, metadata_key: str) -> int:
+    """Natural width of the image in a Markdown metadata entry (0: did not render)."""
+    row = page.locator("tr").filter(has=page.get_by_text(metadata_key, exact=True)).first
+    show = row.get_by_text("[Show Markdown]")
+    if show.count():  # long Markdown opens in a dialog
+        show.click()
+        image = page.get_by_role("dialog").locator("img").first
+    else:
+        image = row.locator("img").first
+    sync_api.expect(image).to_be_visible()
+    page.wait_for_timeout(500)
+    return int(image.evaluate("img => img.complete ? img.naturalWidth : 0"))
+
+
+@pytest.fixture
+def page(ui):
+    with sync_api.sync_playwright() as playwright:
+        browser = _open_browser(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.set_default_timeout(30_000)
+            yield page
+        finally:
+            browser.close()
+
+
+def test_materialize_and_backfill_from_the_ui(ui, page, screenshots: Path) -> None:
+    base_url, home = ui
+    expect = sync_api.expect
+
+    # 1. The global asset graph shows every asset once its groups are expanded.
+    page.goto(f"{base_url}/asset-groups")
+    _skip_community_dialog(page)
+    for group in ("taxa", "wiki", "descriptions", "captions", "training", "evaluation"):
+        expect(page.get_by_text(group, exact=True).first).to_be_visible()
+    page.keyboard.press("Alt+e")  # the graph's "Expand all groups" shortcut
+    names = page.locator("[class*=AssetNode_assetName]")
+    expect(names).to_have_count(len(ASSETS))
+    shown = names.all_inner_texts()
+    for asset in ASSETS:
+        assert any(_same_name(asset, name) for name in shown), (asset, shown)
+    page.screenshot(path=screenshots / "asset-graph.png")
+
+    # 2. Materialize taxa_table from its page, then read its metadata there.
+    page.goto(f"{base_url}/assets/taxa_table")
+    page.get_by_role("button", name=re.compile(r"Materialize$")).click()
+    _wait(
+        "a taxa_table materialization",
+        lambda: graphql(base_url, LATEST_MATERIALIZATION, {"path": ["taxa_table"]})["assetOrError"][
+            "assetMaterializations"
+        ],
+    )
+    page.goto(f"{base_url}/assets/taxa_table?view=events")
+    events = page.locator("main, body").first
+    for key in ("catalog_rows", "taxa", "ambiguous_binomials", "preview", "dagster/row_count"):
+        expect(events.get_by_text(key, exact=True).first).to_be_visible()
+    taxa_row = page.locator("tr").filter(has=page.get_by_text("taxa", exact=True))
+    expect(taxa_row.first).to_contain_text("32")  # the demo world's distinct taxa
+    page.screenshot(path=screenshots / "taxa-table.png", full_page=True)
+
+    # 3. Backfill two captioned_shards partitions from the launch dialog.
+    page.goto(f"{base_url}/assets/captioned_shards")
+    page.get_by_role("button", name=re.compile(r"Materialize…$")).first.click()
+    # visual_descriptions was never materialized: the UI asks first (captions then go
+    # without a reference description, which the run logs as a warning)
+    page.get_by_role("dialog").get_by_role("button", name="Confirm").click()
+    expect(page.get_by_text("Launch runs to materialize captioned_shards")).to_be_visible()
+    page.get_by_text("Select a partition or create one").click()
+    partition_menu = page.locator(".dagster-popover")
+    for key in BACKFILL:
+        partition_menu.locator("span").get_by_text(key, exact=True).click()
+    page.keyboard.press("Escape")  # close the partition menu, keep the launch dialog
+    expect(page.get_by_text("2 partitions", exact=True)).to_be_visible()
+    page.screenshot(path=screenshots / "backfill-dialog.png")
+    page.get_by_role("button", name="Launch backfill").click()
+    statuses = _wait(
+        "both backfilled partitions",
+        lambda: _settled(base_url, BACKFILL),
+    )
+    assert sorted(statuses["materializedPartitions"]) == sorted(BACKFILL), statuses
+
+    # 4. The partition status and a partition's metadata, as the UI shows them.
+    page.goto(f"{base_url}/assets/captioned_shards?view=partitions")
+    for status in ("Materialized (2)", "Missing (2)", "Failed (0)"):
+        expect(page.get_by_text(status, exact=True)).to_be_visible()
+    page.get_by_text(BACKFILL[0], exact=True).first.click()
+    for key in ("path", "samples", "captioned", "backend", "cpu_fallback", "sample_captions"):
+        expect(page.get_by_text(key, exact=True).first).to_be_visible()
+    page.screenshot(path=screenshots / "partitions.png", full_page=True)
+
+    # 5. The run's logs carry the worker's progress (done / total, rate, ETA).
+    page.get_by_role("link", name=re.compile("^[0-9a-f]{8}$")).first.click()
+    expect(
+        page.get_by_text(re.compile(rf"shard {BACKFILL[0]}: .* MB/s, ETA")).first
+    ).to_be_visible()
+    page.screenshot(path=screenshots / "run-logs.png")
+
+
+def test_training_and_evaluation_show_plots_checks_and_automation(demo_ui, screenshots) -> None:
+    base_url = demo_ui
+    expect = sync_api.expect
+    with sync_api.sync_playwright() as playwright:
+        browser = _open_browser(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.set_default_timeout(30_000)
+            page.goto(f"{base_url}/assets/clip_checkpoint?view=events")
+            _skip_community_dialog(page)
+            for key in ("checkpoint", "model", "samples_per_second", "val_caption_loss"):
+                expect(page.get_by_text(key, exact=True).first).to_be_visible()
+            assert _shown_image_width(page, "training_curve") > 100
+            page.screenshot(path=screenshots / "clip-checkpoint.png")
+            page.keyboard.press("Escape")
+
+            page.goto(f"{base_url}/assets/eval_reports?view=events")
+            expect(page.get_by_text("report_html", exact=True).first).to_be_visible()
+            assert _shown_image_width(page, "headline_plot") > 100
+            page.screenshot(path=screenshots / "eval-reports.png")
+            page.keyboard.press("Escape")
+
+            page.goto(f"{base_url}/assets/clip_checkpoint?view=checks")
+            expect(page.get_by_text("losses_are_finite").first).to_be_visible()
+            expect(page.get_by_text("Passed").first).to_be_visible()
+
+            page.goto(f"{base_url}/automation")
+            for name in ("reevaluate_weekly", "evaluate_new_checkpoints"):
+                expect(page.get_by_text(name, exact=True).first).to_be_visible()
+            page.screenshot(path=screenshots / "automation.png")
+        finally:
+            browser.close()
