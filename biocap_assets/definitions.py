@@ -30,7 +30,11 @@ def _env_or(name: str, default: str | None) -> str | dg.EnvVar | None:
 
 def build_resources(settings: Settings) -> dict[str, object]:
     storage = StorageResource(root_url=_env_or("BIOCAP_STORAGE_URL", settings.storage_url))
-    duckdb = BiocapDuckDB(database=str(settings.duckdb_path))
+    duckdb = BiocapDuckDB(
+        database=str(settings.duckdb_path),
+        ducklake_catalog=_env_or("BIOCAP_DUCKLAKE_CATALOG", ""),
+        ducklake_data_path=_env_or("BIOCAP_DUCKLAKE_DATA_PATH", settings.ducklake_data_path),
+    )
     return {
         "storage": storage,
         "duckdb": duckdb,
@@ -40,6 +44,9 @@ def build_resources(settings: Settings) -> dict[str, object]:
             mode=os.environ.get("BIOCAP_LAUNCHER", "local").strip() or "local",
             image=_env_or("BIOCAP_WORKER_IMAGE", ""),
             namespace=_env_or("BIOCAP_K8S_NAMESPACE", "biocap"),
+            pending_timeout=float(os.environ.get("BIOCAP_K8S_PENDING_TIMEOUT", "") or 900),
+            keep_failed_pods=os.environ.get("BIOCAP_K8S_KEEP_FAILED_PODS", "").strip()
+            in ("1", "true", "yes"),
         ),
         "sources": SourcesResource(
             demo_root=str(settings.demo_root),

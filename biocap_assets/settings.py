@@ -29,6 +29,14 @@ ENV_VARS = {
     "BIOCAP_EVAL_CRON": "cron of the re-evaluation schedule (default 0 6 * * 1, weekly)",
     "BIOCAP_WIKI_CONTACT": "contact (email or URL) put in the crawler's User-Agent; "
     "required for a non-loopback API",
+    "BIOCAP_DUCKLAKE_CATALOG": "production catalog many runs can write: a DuckLake catalog, "
+    "e.g. 'postgres:host=db dbname=biocap_lake user=biocap' (password from PGPASSWORD); "
+    "unset: the DuckDB file",
+    "BIOCAP_DUCKLAKE_DATA_PATH": "where DuckLake writes its Parquet files "
+    "(default $BIOCAP_STORAGE_URL/lake/)",
+    "BIOCAP_K8S_PENDING_TIMEOUT": "k8s launcher: seconds a worker pod may stay Pending "
+    "(no GPU node, image pull) before the step fails with the reason (default 900)",
+    "BIOCAP_K8S_KEEP_FAILED_PODS": "k8s launcher: 1 keeps failed worker pods for inspection",
 }
 
 
@@ -41,6 +49,8 @@ class Settings:
     shards_url: str | None
     wiki_api_url: str | None
     wiki_contact: str
+    ducklake_catalog: str = ""
+    ducklake_data_path: str = ""
 
     @property
     def demo_root(self) -> Path:
@@ -65,4 +75,6 @@ class Settings:
             shards_url=get("BIOCAP_SHARDS_URL"),
             wiki_api_url=get("BIOCAP_WIKI_API_URL"),
             wiki_contact=get("BIOCAP_WIKI_CONTACT") or "",
+            ducklake_catalog=get("BIOCAP_DUCKLAKE_CATALOG") or "",
+            ducklake_data_path=get("BIOCAP_DUCKLAKE_DATA_PATH") or f"{storage.rstrip('/')}/lake/",
         )

@@ -19,6 +19,9 @@ BIOCAP_ENV = (
     "BIOCAP_CATALOG_URL",
     "BIOCAP_SHARDS_URL",
     "BIOCAP_WIKI_API_URL",
+    "BIOCAP_DUCKLAKE_CATALOG",
+    "BIOCAP_DUCKLAKE_DATA_PATH",
+    "BIOCAP_LAUNCHER",
     "DAGSTER_HOME",
 )
 
@@ -59,3 +62,12 @@ def reference_data() -> Path:
     if not REFERENCE_DATA.is_dir():
         pytest.skip("../shared/reference-data is absent")
     return REFERENCE_DATA
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server (Debian's package) for DuckLake catalogs; skips without it."""
+    from biocap_assets_tests.postgres_server import postgres_server
+
+    with postgres_server() as server:
+        yield server

@@ -2,11 +2,13 @@
 whole demo graph, and a wrong key refused."""
 
 import io
+import json
 import tarfile
 
 import dagster as dg
-import duckdb
+import pyarrow.parquet as pq
 import pytest
+import torch
 
 from biocap_assets.resources import StorageResource
 from biocap_assets_tests.s3_server import ACCESS_KEY, BUCKET, SECRET_KEY, seaweedfs
@@ -58,10 +60,29 @@ def test_atomic_writes_on_s3_and_a_wrong_key_is_refused(s3_env, monkeypatch):
         StorageResource(root_url=f"s3://{BUCKET}/unit").write_bytes("c.bin", data=b"no")
 
 
+def _read_back(key: str, body: bytes) -> None:
+    """Open an artifact the way its reader would; raises if it is truncated or corrupt."""
+    if key.endswith(".parquet"):
+        pq.read_table(io.BytesIO(body))
+    elif key.endswith(".json"):
+        json.loads(body)
+    elif key.endswith(".tar"):
+        with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+            for member in tar.getmembers():
+                tar.extractfile(member).read()
+    elif key.endswith(".pt"):
+        torch.load(io.BytesIO(body), map_location="cpu", weights_only=False)
+    elif key.endswith((".html", ".md", ".txt", ".csv")):
+        body.decode("utf-8")
+    else:
+        raise AssertionError(f"unexpected artifact {key}: add its reader here")
+
+
 @pytest.mark.slow
-def test_whole_demo_graph_with_storage_and_catalog_on_s3(
-    s3_env, biocap_home, monkeypatch, demo_world
+def test_whole_demo_graph_on_s3_with_a_ducklake_catalog(
+    s3_env, postgres, biocap_home, monkeypatch, demo_world
 ):
+    """Production's shape: storage root on S3, tables in DuckLake (PostgreSQL + S3 data)."""
     import importlib
 
     import biocap_assets.definitions as definitions
@@ -70,22 +91,34 @@ def test_whole_demo_graph_with_storage_and_catalog_on_s3(
     _, client = s3_env
     client.upload_file(str(demo_world.catalog), BUCKET, "inputs/catalog.csv")
     monkeypatch.setenv("BIOCAP_STORAGE_URL", f"s3://{BUCKET}/demo-run")
+    monkeypatch.setenv(
+        "BIOCAP_DUCKLAKE_CATALOG", postgres.ducklake_catalog(postgres.create_database("s3lake"))
+    )
     defs = importlib.reload(definitions).defs
     results = run_everything(defs, dg.DagsterInstance.ephemeral())
     assert all(r.success for r in results)
+    assert not (biocap_home / "biocap.duckdb").exists(), "production writes no DuckDB file"
+
     keys = _keys(client, "demo-run/")
     assert "demo-run/tables/taxa.parquet" in keys
     assert sum(k.startswith("demo-run/shards/captioned/") for k in keys) == 4
     assert any(k.endswith("epoch_8.pt") for k in keys)
     assert any(k.endswith("report-epoch_8.html") for k in keys)
     assert any(k.startswith("demo-run/wiki/parts/") for k in keys)
+    assert any(k.startswith("demo-run/lake/") and k.endswith(".parquet") for k in keys)
+    for key in keys:  # every artifact in the bucket reads back whole
+        _read_back(key, client.get_object(Bucket=BUCKET, Key=key)["Body"].read())
     shard = client.get_object(Bucket=BUCKET, Key="demo-run/shards/captioned/shard-000000.tar")
     with tarfile.open(fileobj=io.BytesIO(shard["Body"].read())) as tar:
         assert any(n.endswith(".caption.txt") for n in tar.getnames())
-    with duckdb.connect(str(biocap_home / "biocap.duckdb"), read_only=True) as connection:
+    with dg.build_resources({"duckdb": defs.resources["duckdb"]}) as built:
+        connection_cm = built.duckdb.get_connection()
+    with connection_cm as connection:
         assert connection.execute("SELECT count(*) FROM eval_results").fetchall()[0][0] > 10
+        shards = connection.execute("SELECT count(*) FROM shard_stats").fetchall()[0][0]
+        assert shards == 4
 
-    # The catalog itself read from S3 by DuckDB through fsspec.
+    # The TreeOfLife catalog itself read from S3 by DuckDB through fsspec.
     monkeypatch.setenv("BIOCAP_CATALOG_URL", f"s3://{BUCKET}/inputs/catalog.csv")
     defs = importlib.reload(definitions).defs
     from biocap_assets.assets.taxa import no_duplicate_taxa, taxa_table

@@ -25,7 +25,7 @@ from biocap_assets.evaluation.download import resolve
 from biocap_assets.evaluation.report import headline, render
 from biocap_assets.plots import markdown_image, svg_bars
 from biocap_assets.resources import LauncherResource, SourcesResource, StorageResource
-from biocap_assets.resources.duckdb import BiocapDuckDB, table_exists
+from biocap_assets.resources.duckdb import BiocapDuckDB, retry_on_conflict
 from biocap_assets.shards.io import open_read
 
 RESULT_COLUMNS = ["checkpoint", "task", "dataset", "metric", "value", "chance", "n", "evaluated_at"]
@@ -50,11 +50,18 @@ def resolve_suite(config: EvalConfig, sources: SourcesResource, context, launche
 
 def _write_results(duckdb: BiocapDuckDB, frame: pd.DataFrame) -> pd.DataFrame:
     """Append this evaluation; return the headline history of earlier checkpoints."""
+
+    def append() -> None:
+        with duckdb.get_connection() as connection:
+            connection.register("incoming", frame)
+            connection.execute(
+                "CREATE TABLE IF NOT EXISTS main.eval_results AS SELECT * FROM incoming LIMIT 0"
+            )
+            connection.execute("INSERT INTO main.eval_results BY NAME SELECT * FROM incoming")
+            connection.unregister("incoming")
+
+    retry_on_conflict(append)
     with duckdb.get_connection() as connection:
-        connection.register("incoming", frame)
-        if not table_exists(connection, "eval_results"):
-            connection.execute("CREATE TABLE main.eval_results AS SELECT * FROM incoming LIMIT 0")
-        connection.execute("INSERT INTO main.eval_results BY NAME SELECT * FROM incoming")
         history = connection.execute(
             "SELECT checkpoint, task, dataset, metric, arg_max(value, evaluated_at) AS value "
             "FROM main.eval_results WHERE checkpoint <> ? AND metric IN "
@@ -62,7 +69,6 @@ def _write_results(duckdb: BiocapDuckDB, frame: pd.DataFrame) -> pd.DataFrame:
             "checkpoint",
             [frame["checkpoint"].iloc[0]],
         ).df()
-        connection.unregister("incoming")
     return history
 
 

@@ -1,22 +1,42 @@
-"""DuckDB: the tables of the platform, one file by default.
+"""DuckDB: the tables of the platform.
 
-DuckDB allows one writer process per file, so writes happen in asset steps (the
-connection retries while another step holds the lock); workers write Parquet to
-object storage instead. Remote storage is read through a registered fsspec
-filesystem, because DuckDB's own httpfs extension cannot always be downloaded.
+Two catalogs, chosen by configuration:
+
+- **one DuckDB file** (the embedded default, ``BIOCAP_DUCKDB_PATH``). DuckDB allows one
+  writer process per file; a step that finds it locked retries while the other finishes.
+- **DuckLake** (``BIOCAP_DUCKLAKE_CATALOG``, production): the catalog in PostgreSQL (or
+  a DuckDB/SQLite file for one machine), the data as Parquet files under
+  ``BIOCAP_DUCKLAKE_DATA_PATH`` (default ``$BIOCAP_STORAGE_URL/lake/``). Every run pod
+  writes through its own connection; DuckLake commits are transactions in PostgreSQL,
+  so concurrent runs materializing different shard partitions all land. The extensions
+  load from their PyPI packages (no download at run time); S3 goes through httpfs with
+  the ``AWS_*`` variables.
+
+Workers never open the catalog: they read Parquet snapshots. Remote files that plain
+DuckDB connections read (a catalog CSV on S3 or HTTP) go through a registered fsspec
+filesystem, because DuckDB cannot download its own extensions here.
 """
 
 from __future__ import annotations
 
+import importlib.resources
+import logging
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import TypeVar
+from urllib.parse import urlparse
 
 import duckdb
 import fsspec
 from dagster_duckdb import DuckDBResource
 from fsspec.implementations.http import HTTPFileSystem
+from pydantic import Field
+
+LAKE = "lake"
+T = TypeVar("T")
 
 
 class _HTTPFileSystem(HTTPFileSystem):
@@ -37,21 +57,142 @@ def register_filesystem(connection: duckdb.DuckDBPyConnection, url: str) -> None
         connection.register_filesystem(fsspec.filesystem(protocol))
 
 
+def extension_path(name: str) -> str:
+    """The extension file shipped by the ``duckdb-extension-<name>`` package for this DuckDB."""
+    package = f"duckdb_extension_{name}"
+    try:
+        root = importlib.resources.files(package)
+    except ModuleNotFoundError as exc:
+        raise RuntimeError(
+            f"the DuckDB extension {name!r} is not installed: pip install "
+            f"duckdb-extension-{name.replace('_', '-')}=={duckdb.__version__}"
+        ) from exc
+    path = root / "extensions" / f"v{duckdb.__version__}" / f"{name}.duckdb_extension"
+    if not path.is_file():
+        raise RuntimeError(
+            f"{package} has no build for DuckDB {duckdb.__version__} (looked for {path}); "
+            "install the release matching duckdb"
+        )
+    return str(path)
+
+
+def s3_secret_sql(env: dict[str, str] | os._Environ) -> str:
+    """A DuckDB S3 secret from the standard ``AWS_*`` variables (endpoint for S3-compatibles)."""
+    key, secret = env.get("AWS_ACCESS_KEY_ID", ""), env.get("AWS_SECRET_ACCESS_KEY", "")
+    if not key or not secret:
+        raise RuntimeError("DuckLake data on S3 needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
+    parts = [f"TYPE s3, KEY_ID {_quote(key)}, SECRET {_quote(secret)}, REGION {_quote(region)}"]
+    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        parsed = urlparse(endpoint)
+        parts.append(
+            f"ENDPOINT {_quote(parsed.netloc or parsed.path)}, URL_STYLE 'path', "
+            f"USE_SSL {str(parsed.scheme == 'https').lower()}"
+        )
+    return f"CREATE OR REPLACE SECRET biocap_s3 ({', '.join(parts)})"
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """A commit that lost a race with another writer (retrying it is safe)."""
+    text = str(exc).lower()
+    return isinstance(exc, duckdb.TransactionException) or "conflict" in text
+
+
+def retry_on_conflict(write: Callable[[], T], attempts: int = 8, pause: float = 0.1) -> T:
+    """Run ``write`` (one whole transaction) again when a concurrent commit won the race."""
+    for attempt in range(attempts):
+        try:
+            return write()
+        except duckdb.Error as exc:
+            if attempt == attempts - 1 or not is_conflict(exc):
+                raise
+            logging.getLogger("biocap.catalog").warning(
+                f"catalog commit lost a race (attempt {attempt + 1}), retrying: {exc}"
+            )
+            time.sleep(pause * 2**attempt)
+    raise AssertionError("unreachable")
+
+
 class BiocapDuckDB(DuckDBResource):
-    """DuckDB file resource that creates its folder and reads object storage."""
+    """The catalog: one DuckDB file, or DuckLake when ``ducklake_catalog`` is set."""
+
+    ducklake_catalog: str = Field(
+        default="",
+        description="DuckLake catalog, e.g. 'postgres:host=db dbname=lake user=biocap' or a "
+        "file path; empty: the DuckDB file `database`",
+    )
+    ducklake_data_path: str = Field(
+        default="", description="where DuckLake writes its Parquet files (a folder or s3:// URL)"
+    )
+
+    @property
+    def label(self) -> str:
+        if self.ducklake_catalog:
+            return f"ducklake:{_redact(self.ducklake_catalog)} data {self.ducklake_data_path}"
+        return self.database
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        if self.ducklake_catalog:
+            with self._lake_connection() as connection:
+                yield connection
+            return
         if self.database != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(self.database)), exist_ok=True)
         with super().get_connection() as connection:
             yield connection
 
+    @contextmanager
+    def _lake_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        catalog, data_path = self.ducklake_catalog, self.ducklake_data_path
+        if not data_path:
+            raise RuntimeError("a DuckLake catalog needs a data path (BIOCAP_DUCKLAKE_DATA_PATH)")
+        connection = duckdb.connect()
+        try:
+            connection.execute(f"LOAD '{extension_path('ducklake')}'")
+            if catalog.startswith("postgres:"):
+                connection.execute(f"LOAD '{extension_path('postgres_scanner')}'")
+            if fsspec.utils.get_protocol(data_path) in ("s3", "s3a"):
+                connection.execute(f"LOAD '{extension_path('httpfs')}'")
+                connection.execute(s3_secret_sql(os.environ))
+                data_path = "s3://" + data_path.split("://", 1)[1]
+            elif "://" not in data_path:
+                os.makedirs(data_path, exist_ok=True)
+            attach = (
+                f"ATTACH {_quote('ducklake:' + catalog)} AS {LAKE} "
+                f"(DATA_PATH {_quote(data_path.rstrip('/') + '/')})"
+            )
+            for attempt in range(6):
+                try:
+                    connection.execute(attach)
+                    break
+                except duckdb.Error as exc:
+                    # the first runs of a new lake race to create its metadata tables: the
+                    # losers find them made on the next try
+                    if attempt == 5 or "initialize ducklake" not in str(exc).lower():
+                        raise
+                    time.sleep(0.2 * 2**attempt)
+            connection.execute(f"USE {LAKE}")
+            yield connection
+        finally:
+            connection.close()
+
+
+def _redact(catalog: str) -> str:
+    return " ".join(
+        "password=***" if part.lower().startswith("password=") else part for part in catalog.split()
+    )
+
 
 def table_exists(connection: duckdb.DuckDBPyConnection, table: str) -> bool:
     row = connection.execute(
-        "SELECT count(*) FROM information_schema.tables "
-        "WHERE table_schema = 'main' AND table_name = ?",
+        "SELECT count(*) FROM information_schema.tables WHERE table_catalog = "
+        "current_database() AND table_schema = 'main' AND table_name = ?",
         [table],
     ).fetchall()[0]
     return bool(row and row[0])

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from upath import UPath
 
-from biocap_assets.resources.duckdb import BiocapDuckDB, table_exists
+from biocap_assets.resources.duckdb import BiocapDuckDB, retry_on_conflict, table_exists
 from biocap_assets.resources.storage import StorageResource
 
 PARTITION_COLUMN = "partition_key"
@@ -90,29 +90,35 @@ class DuckDBTableIOManager(dg.ConfigurableIOManager):
                 PARTITION_COLUMN, pa.array([partition] * table.num_rows, pa.string())
             )
 
-        with self.duckdb.get_connection() as connection:
-            connection.register("incoming", table)
-            connection.execute("BEGIN TRANSACTION")
-            try:
-                if partition is None:
-                    connection.execute(
-                        f"CREATE OR REPLACE TABLE main.{name} AS SELECT * FROM incoming"
-                    )
-                else:
-                    if not table_exists(connection, name):
+        def write() -> None:
+            with self.duckdb.get_connection() as connection:
+                connection.register("incoming", table)
+                connection.execute("BEGIN TRANSACTION")
+                try:
+                    if partition is None:
                         connection.execute(
-                            f"CREATE TABLE main.{name} AS SELECT * FROM incoming LIMIT 0"
+                            f"CREATE OR REPLACE TABLE main.{name} AS SELECT * FROM incoming"
                         )
-                    connection.execute(
-                        f"DELETE FROM main.{name} WHERE {PARTITION_COLUMN} = ?", [partition]
-                    )
-                    connection.execute(f"INSERT INTO main.{name} BY NAME SELECT * FROM incoming")
-                connection.execute("COMMIT")
-            except Exception:
-                connection.execute("ROLLBACK")
-                raise
-            finally:
-                connection.unregister("incoming")
+                    else:
+                        connection.execute(
+                            f"CREATE TABLE IF NOT EXISTS main.{name} AS "
+                            "SELECT * FROM incoming LIMIT 0"
+                        )
+                        connection.execute(
+                            f"DELETE FROM main.{name} WHERE {PARTITION_COLUMN} = ?", [partition]
+                        )
+                        connection.execute(
+                            f"INSERT INTO main.{name} BY NAME SELECT * FROM incoming"
+                        )
+                    connection.execute("COMMIT")
+                except Exception:
+                    connection.execute("ROLLBACK")
+                    raise
+                finally:
+                    connection.unregister("incoming")
+
+        # DuckLake: a commit that raced another run's is retried whole
+        retry_on_conflict(write)
 
         parts = (
             ["tables", name, f"{partition}.parquet"] if partition else ["tables", f"{name}.parquet"]
@@ -123,7 +129,7 @@ class DuckDBTableIOManager(dg.ConfigurableIOManager):
                 "table": f"main.{name}",
                 "dagster/row_count": table.num_rows,
                 "dagster/column_schema": column_schema(table),
-                "duckdb_path": dg.MetadataValue.path(self.duckdb.database),
+                "catalog": self.duckdb.label,
                 "parquet_snapshot": dg.MetadataValue.path(str(snapshot)),
             }
         )

@@ -78,6 +78,11 @@ class LauncherResource(dg.ConfigurableResource):
     pod_wait_timeout: float = Field(
         default=24 * 3600.0, description="k8s: longest a worker pod may run"
     )
+    pending_timeout: float = Field(
+        default=900.0,
+        description="k8s: seconds a pod may stay Pending (no GPU node, image pull) before "
+        "the step fails with the reason",
+    )
     keep_failed_pods: bool = Field(default=False, description="k8s: keep pods for inspection")
 
     def pod_options(self) -> PodOptions:
