@@ -28,6 +28,8 @@ class TrainingConfig(dg.Config):
     run_name: str = "biocap"
     nproc_per_node: int = 1
     """Processes (devices) per node; torchrun runs the worker."""
+    nnodes: int = 1
+    """Nodes; above 1 the k8s launcher runs an Indexed Job of torchrun pods."""
     val_shards: int = 1
     """Hold out the last N captioned shards for validation."""
     overrides: dict = {}
@@ -135,9 +137,15 @@ def clip_checkpoint(
         f"training ({preset}) on {len(train_rows)} shards, {train_samples} "
         f"samples; validating on {len(val_rows)}; run folder {run_dir}"
     )
-    result = launcher.run(
-        context, "train", extras=extras, nproc_per_node=config.nproc_per_node
-    ).get_custom_messages()[-1]
+    if config.nnodes > 1:
+        invocation = launcher.run_training_job(
+            context, extras, nnodes=config.nnodes, gpus_per_node=config.nproc_per_node
+        )
+    else:
+        invocation = launcher.run(
+            context, "train", extras=extras, nproc_per_node=config.nproc_per_node
+        )
+    result = invocation.get_custom_messages()[-1]
     summary_path = run_dir / f"epoch_{result['epochs']}.json"
     summary = json.loads(summary_path.read_text())
     value = {

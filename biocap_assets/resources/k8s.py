@@ -57,6 +57,9 @@ def worker_container(
         "command": list(command),
         "env": [{"name": k, "value": v} for k, v in sorted((env or {}).items())],
         "resources": {"requests": requests, "limits": limits},
+        # the worker writes its error to the termination log; without one, the log's tail
+        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": options.run_as_user,
@@ -80,10 +83,13 @@ def worker_pod_spec(
     spec: dict = {
         "restartPolicy": "Never",
         "serviceAccountName": options.service_account,
+        # workers never call the Kubernetes API
+        "automountServiceAccountToken": False,
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": options.run_as_user,
             "fsGroup": options.run_as_user,
+            "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [worker_container(worker, command, options, env)],
         "volumes": [

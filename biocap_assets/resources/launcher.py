@@ -5,21 +5,37 @@ worker process, ``python -m biocap_assets.workers.<name>``, never in the asset
 body. The worker receives its parameters as Pipes extras and reports logs,
 metadata, custom messages and asset checks back. ``local`` mode runs it as a
 subprocess (``PipesSubprocessClient``, the embedded default); ``k8s`` mode runs
-it as a pod (``dagster_k8s.PipesK8sClient``) built by ``resources/k8s.py``, with
-GPUs for the GPU workers. Both go through the same ``run`` call.
+it as a pod built by ``resources/k8s.py`` (GPUs for the GPU workers), with Pipes
+over the pod's logs (dagster_k8s' log reader) and a watch that fails the step with
+the reason when the pod stays Pending, is OOMKilled or evicted (``k8s_watch.py``).
+Both go through the same ``run`` call; multi-node training goes through
+``run_training_job`` (an Indexed Job, Pipes from rank 0).
 """
 
 import os
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
 import dagster as dg
 from dagster._core.errors import DagsterPipesExecutionError
 from pydantic import Field
 
-from biocap_assets.resources.k8s import DEFAULT_GPU_WORKERS, PodOptions, worker_pod_spec
+from biocap_assets.resources.k8s import (
+    DEFAULT_GPU_WORKERS,
+    PodOptions,
+    training_manifests,
+    worker_pod_spec,
+)
+from biocap_assets.resources.k8s_watch import (
+    PodFailure,
+    pod_status,
+    wait_until_finished,
+    wait_until_started,
+)
 from biocap_assets.workers.runtime import ERROR_FILE_ENV
 
 WORKER_PACKAGE = "biocap_assets.workers"
@@ -137,29 +153,264 @@ class LauncherResource(dg.ConfigurableResource):
         env: Mapping[str, str] | None,
         nproc_per_node: int = 0,
     ) -> dg.PipesClientCompletedInvocation:
-        """One pod per worker run; needs a cluster (not reachable from the test machines)."""
-        from dagster_k8s import PipesK8sClient
-
+        """One pod per worker run, Pipes over its logs; needs a cluster (none reachable here)."""
         if not self.image:
             raise dg.Failure("launcher mode k8s needs an image (the GPU worker image)")
         command = worker_command(worker, "python", args, nproc_per_node)
-        options = self.pod_options()
-        spec = worker_pod_spec(worker, command, options, {**self.env, **(env or {})})
-        context.log.info(f"launching worker {worker} as a pod in {self.namespace}")
-        client = PipesK8sClient(env={**self.env, **(env or {})})
-        try:
-            return client.run(
-                context=context,
-                extras=dict(extras or {}),
-                image=self.image,
-                command=command,
-                namespace=self.namespace,
-                base_pod_spec=spec,
-                pod_wait_timeout=self.pod_wait_timeout,
-                delete_pod_on_completion=not self.keep_failed_pods,
+        spec = worker_pod_spec(worker, command, self.pod_options(), self._pod_env(env))
+        name = pod_name(worker, context.run_id)
+        core = _core_api()
+        with _pipes_session(context, extras) as session:
+            body = _pod_body(name, spec, session.get_bootstrap_env_vars(), worker, context.run_id)
+            context.log.info(f"launching worker {worker} as pod {name} in {self.namespace}")
+            core.create_namespaced_pod(self.namespace, body)
+            run_pod(
+                read_pod=lambda: _as_dict(core, core.read_namespaced_pod(name, self.namespace)),
+                delete_pod=lambda: core.delete_namespaced_pod(name, self.namespace),
+                on_running=lambda: session.message_reader.consume_pod_logs(
+                    context=context, core_api=core, pod_name=name, namespace=self.namespace
+                ),
+                what=f"worker {worker} (pod {self.namespace}/{name})",
+                pending_timeout=self.pending_timeout,
+                run_timeout=self.pod_wait_timeout,
+                keep_failed=self.keep_failed_pods,
             )
-        except DagsterPipesExecutionError as exc:
+        return dg.PipesClientCompletedInvocation(session)
+
+    def run_training_job(
+        self,
+        context,
+        extras: Mapping[str, object],
+        nnodes: int,
+        gpus_per_node: int,
+    ) -> dg.PipesClientCompletedInvocation:
+        """Multi-node training: an Indexed Job of ``nnodes`` torchrun pods and its Service.
+
+        Every pod gets the same Pipes bootstrap; only global rank 0 opens the channel
+        (the train worker checks RANK), and its logs are the ones read.
+        """
+        if self.mode != "k8s":
             raise dg.Failure(
-                description=f"worker {worker} pod failed: {exc}",
-                metadata={"worker": worker, "namespace": self.namespace},
-            ) from exc
+                f"nnodes={nnodes}: multi-node training runs as a Kubernetes Job "
+                "(BIOCAP_LAUNCHER=k8s); locally, use nproc_per_node"
+            )
+        if not self.image:
+            raise dg.Failure("launcher mode k8s needs an image (the GPU worker image)")
+        from kubernetes import client as k8s_client
+
+        name = pod_name("train", context.run_id)
+        core, batch = _core_api(), k8s_client.BatchV1Api()
+        with _pipes_session(context, extras) as session:
+            env = {**self._pod_env(None), **session.get_bootstrap_env_vars()}
+            service, job = training_manifests(
+                name, self.pod_options(), nnodes, gpus_per_node, [], env
+            )
+            core.create_namespaced_service(self.namespace, service)
+            batch.create_namespaced_job(self.namespace, job)
+            context.log.info(
+                f"launched training Job {self.namespace}/{name}: {nnodes} nodes x "
+                f"{gpus_per_node} GPUs"
+            )
+            selector = f"job-name={name}"
+
+            def pods() -> list[dict]:
+                found = core.list_namespaced_pod(self.namespace, label_selector=selector)
+                return [_as_dict(core, p) for p in found.items]
+
+            def delete() -> None:
+                batch.delete_namespaced_job(name, self.namespace, propagation_policy="Background")
+                core.delete_namespaced_service(name, self.namespace)
+
+            run_job(
+                list_pods=pods,
+                delete=delete,
+                on_rank0_running=lambda rank0: session.message_reader.consume_pod_logs(
+                    context=context,
+                    core_api=core,
+                    pod_name=rank0,
+                    namespace=self.namespace,
+                ),
+                nnodes=nnodes,
+                what=f"training Job {self.namespace}/{name}",
+                pending_timeout=self.pending_timeout,
+                run_timeout=self.pod_wait_timeout,
+                keep_failed=self.keep_failed_pods,
+            )
+        return dg.PipesClientCompletedInvocation(session)
+
+    def _pod_env(self, env: Mapping[str, str] | None) -> dict[str, str]:
+        # a failing worker writes its error where Kubernetes reads the termination
+        # message, so the step fails with the worker's own words
+        return {**self.env, **(env or {}), ERROR_FILE_ENV: "/dev/termination-log"}
+
+
+def pod_name(worker: str, run_id: str) -> str:
+    """A unique DNS-1123 name: several workers of one step (buckets) run side by side."""
+    return f"biocap-{worker.replace('_', '-')}-{run_id[:8]}-{uuid.uuid4().hex[:6]}".lower()
+
+
+def _pod_body(name: str, spec: dict, pipes_env: Mapping[str, str], worker: str, run_id: str):
+    spec = {**spec, "containers": [dict(c) for c in spec["containers"]]}
+    container = spec["containers"][0]
+    container["env"] = [*container.get("env", []), *_env_list(pipes_env)]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "labels": {
+                "app.kubernetes.io/name": "biocap-worker",
+                "biocap/worker": worker,
+                "dagster/run-id": run_id,
+            },
+        },
+        "spec": spec,
+    }
+
+
+def _env_list(env: Mapping[str, str]) -> list[dict[str, str]]:
+    return [{"name": k, "value": v} for k, v in sorted(env.items())]
+
+
+def _core_api():
+    from kubernetes import client as k8s_client
+    from kubernetes import config as k8s_config
+
+    try:
+        k8s_config.load_incluster_config()
+    except k8s_config.ConfigException:
+        k8s_config.load_kube_config()
+    return k8s_client.CoreV1Api()
+
+
+def _as_dict(core, obj) -> dict:
+    """The API's JSON form of a client object (what k8s_watch reads)."""
+    return core.api_client.sanitize_for_serialization(obj)
+
+
+def _pipes_session(context, extras):
+    from dagster_k8s.pipes import PipesK8sPodLogsMessageReader
+
+    return dg.open_pipes_session(
+        context=context,
+        extras=dict(extras or {}),
+        context_injector=dg.PipesEnvContextInjector(),
+        message_reader=PipesK8sPodLogsMessageReader(),
+    )
+
+
+def run_pod(
+    read_pod: Callable[[], Mapping],
+    delete_pod: Callable[[], None],
+    on_running: Callable[[], None],
+    what: str,
+    pending_timeout: float,
+    run_timeout: float,
+    keep_failed: bool,
+    poll: float = 2.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Mapping:
+    """Wait for a pod to start, follow it, wait for its end; fail with the reason.
+
+    The pod is deleted afterwards, unless it failed and ``keep_failed`` is set.
+    """
+    failed = True
+    try:
+        wait_until_started(read_pod, pending_timeout, poll, clock, sleep)
+        on_running()
+        pod = wait_until_finished(read_pod, run_timeout, poll, clock, sleep)
+        failed = False
+        return pod
+    except PodFailure as exc:
+        kept = " (kept for inspection)" if keep_failed else ""
+        raise dg.Failure(
+            description=f"{what} failed: {exc}{kept}",
+            metadata={"reason": str(exc), "kept": keep_failed},
+        ) from exc
+    finally:
+        if not (failed and keep_failed):
+            delete_pod()
+
+
+def run_job(
+    list_pods: Callable[[], list[Mapping]],
+    delete: Callable[[], None],
+    on_rank0_running: Callable[[str], None],
+    nnodes: int,
+    what: str,
+    pending_timeout: float,
+    run_timeout: float,
+    keep_failed: bool,
+    poll: float = 2.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """The Job's pods as one: every one must start and succeed; the first failure names
+    its pod and reason. Rank 0 (completion index 0) is followed for Pipes."""
+    failed = True
+    try:
+        pods = _job_pods(list_pods, nnodes, pending_timeout, poll, clock, sleep)
+        for pod in pods.values():
+            name = pod["metadata"]["name"]
+            try:
+                wait_until_started(
+                    lambda name=name: _by_name(list_pods(), name),
+                    pending_timeout,
+                    poll,
+                    clock,
+                    sleep,
+                )
+            except PodFailure as exc:
+                raise PodFailure(f"pod {name}: {exc}") from exc
+        on_rank0_running(pods[0]["metadata"]["name"])
+        started = clock()
+        while True:
+            current = [_by_name(list_pods(), p["metadata"]["name"]) for p in pods.values()]
+            statuses = [pod_status(p) for p in current]
+            for pod, status in zip(current, statuses, strict=True):
+                if status.phase == "Failed":
+                    raise PodFailure(f"pod {pod['metadata']['name']}: {status.reason}")
+            if all(s.phase == "Succeeded" for s in statuses):
+                failed = False
+                return
+            if clock() - started > run_timeout:
+                raise PodFailure(f"did not finish within {run_timeout:.0f}s")
+            sleep(poll)
+    except PodFailure as exc:
+        kept = " (kept for inspection)" if keep_failed else ""
+        raise dg.Failure(
+            description=f"{what} failed: {exc}{kept}",
+            metadata={"reason": str(exc), "kept": keep_failed},
+        ) from exc
+    finally:
+        if not (failed and keep_failed):
+            delete()
+
+
+JOB_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
+
+
+def _job_pods(list_pods, nnodes, pending_timeout, poll, clock, sleep) -> dict[int, Mapping]:
+    """The Job's pods by completion index, once the Job controller has made them all."""
+    started = clock()
+    while True:
+        pods = {
+            int(p["metadata"].get("annotations", {}).get(JOB_INDEX_ANNOTATION, -1)): p
+            for p in list_pods()
+        }
+        if all(i in pods for i in range(nnodes)):
+            return {i: pods[i] for i in range(nnodes)}
+        if clock() - started > pending_timeout:
+            raise PodFailure(
+                f"only {len(pods)} of {nnodes} pods were created in {pending_timeout:.0f}s "
+                "(quota or admission?)"
+            )
+        sleep(poll)
+
+
+def _by_name(pods: list[Mapping], name: str) -> Mapping:
+    for pod in pods:
+        if pod["metadata"]["name"] == name:
+            return pod
+    raise PodFailure(f"pod {name} disappeared (deleted or evicted and garbage-collected)")
