@@ -5,7 +5,7 @@ No cluster is reachable here: the API sits behind small doubles that replay pod 
 (biocap_assets_tests/k8s_api/, see its README).
 """
 
-from __future__ import annotations
+# (no `from __future__ import annotations`: Dagster reads the context annotations)
 
 import copy
 import json
@@ -315,3 +315,68 @@ def test_helm_values_wire_the_run_pods_to_the_rbac_and_secrets():
 def test_images_run_as_a_non_root_user(dockerfile):
     users = re.findall(r"^USER\s+(\S+)", dockerfile.read_text(), flags=re.MULTILINE)
     assert users and not users[-1].startswith(("0", "root"))
+
+
+# --- the k8s launcher end to end, against a kubelet double -----------------------------------
+
+
+@pytest.fixture
+def kubelet(monkeypatch):
+    from biocap_assets.resources import launcher as launcher_module
+    from biocap_assets_tests.kubelet_double import KubeletDouble
+
+    double = KubeletDouble()
+    monkeypatch.setattr(launcher_module, "_core_api", lambda: double)
+    return double
+
+
+@pytest.mark.slow
+def test_k8s_launcher_runs_shard_partitions_as_pods_through_pipes(biocap_home, kubelet):
+    from biocap_assets.assets.captions import build_captioned_shards
+    from biocap_assets.definitions import build_resources
+    from biocap_assets.resources import LauncherResource
+    from biocap_assets.settings import Settings
+
+    settings = Settings.from_env()
+    resources = {
+        **build_resources(settings),
+        "launcher": LauncherResource(
+            mode="k8s", image="registry.example.org/biocap/gpu-worker:test", namespace="biocap"
+        ),
+    }
+    shards = build_captioned_shards(settings)
+    result = dg.materialize([shards], partition_key="000001", resources=resources)
+    assert result.success
+    (mat,) = result.asset_materializations_for_node("captioned_shards")
+    # the numbers came back from the pod over Pipes (its log stream)
+    assert mat.metadata["captioned"].value > 0
+    assert mat.metadata["backend"].value == "cpu"
+    bodies = [p["body"] for p in kubelet.pods.values()]
+    caption = next(b for b in bodies if b["metadata"]["labels"]["biocap/worker"] == "caption")
+    container = caption["spec"]["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert {e["name"] for e in container["env"]} >= {"DAGSTER_PIPES_CONTEXT"}
+    assert sorted(kubelet.deleted) == sorted(kubelet.pods)  # every pod cleaned up
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("keep", [False, True])
+def test_a_failing_worker_pod_fails_the_step_with_its_own_error(kubelet, tmp_path, keep):
+    from biocap_assets.resources import LauncherResource
+
+    @dg.asset
+    def shard(context: dg.AssetExecutionContext, launcher: LauncherResource) -> None:
+        launcher.run(
+            context,
+            "caption",
+            extras={"input": str(tmp_path / "missing.tar"), "output": str(tmp_path / "o.tar")},
+        )
+
+    launcher = LauncherResource(mode="k8s", image="biocap/gpu-worker:test", keep_failed_pods=keep)
+    result = dg.materialize([shard], resources={"launcher": launcher}, raise_on_error=False)
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    message = failure.step_failure_data.error.message
+    assert "exited with 1" in message and "missing.tar" in message
+    assert ("kept for inspection" in message) == keep
+    assert bool(kubelet.deleted) == (not keep)

@@ -160,14 +160,15 @@ class LauncherResource(dg.ConfigurableResource):
         spec = worker_pod_spec(worker, command, self.pod_options(), self._pod_env(env))
         name = pod_name(worker, context.run_id)
         core = _core_api()
-        with _pipes_session(context, extras) as session:
+        session_cm, reader = _pipes_session(context, extras)
+        with session_cm as session:
             body = _pod_body(name, spec, session.get_bootstrap_env_vars(), worker, context.run_id)
             context.log.info(f"launching worker {worker} as pod {name} in {self.namespace}")
             core.create_namespaced_pod(self.namespace, body)
             run_pod(
                 read_pod=lambda: _as_dict(core, core.read_namespaced_pod(name, self.namespace)),
                 delete_pod=lambda: core.delete_namespaced_pod(name, self.namespace),
-                on_running=lambda: session.message_reader.consume_pod_logs(
+                on_running=lambda: reader.consume_pod_logs(
                     context=context, core_api=core, pod_name=name, namespace=self.namespace
                 ),
                 what=f"worker {worker} (pod {self.namespace}/{name})",
@@ -200,7 +201,8 @@ class LauncherResource(dg.ConfigurableResource):
 
         name = pod_name("train", context.run_id)
         core, batch = _core_api(), k8s_client.BatchV1Api()
-        with _pipes_session(context, extras) as session:
+        session_cm, reader = _pipes_session(context, extras)
+        with session_cm as session:
             env = {**self._pod_env(None), **session.get_bootstrap_env_vars()}
             service, job = training_manifests(
                 name, self.pod_options(), nnodes, gpus_per_node, [], env
@@ -224,7 +226,7 @@ class LauncherResource(dg.ConfigurableResource):
             run_job(
                 list_pods=pods,
                 delete=delete,
-                on_rank0_running=lambda rank0: session.message_reader.consume_pod_logs(
+                on_rank0_running=lambda rank0: reader.consume_pod_logs(
                     context=context,
                     core_api=core,
                     pod_name=rank0,
@@ -289,14 +291,17 @@ def _as_dict(core, obj) -> dict:
 
 
 def _pipes_session(context, extras):
+    """A Pipes session whose messages come from a pod's logs; returns (session cm, reader)."""
     from dagster_k8s.pipes import PipesK8sPodLogsMessageReader
 
-    return dg.open_pipes_session(
+    reader = PipesK8sPodLogsMessageReader()
+    session = dg.open_pipes_session(
         context=context,
         extras=dict(extras or {}),
         context_injector=dg.PipesEnvContextInjector(),
-        message_reader=PipesK8sPodLogsMessageReader(),
+        message_reader=reader,
     )
+    return session, reader
 
 
 def run_pod(
