@@ -74,6 +74,41 @@ def column_schema(table: pa.Table) -> dg.TableSchema:
     return dg.TableSchema(columns=[dg.TableColumn(f.name, str(f.type)) for f in table.schema])
 
 
+def write_table(
+    duckdb: BiocapDuckDB, name: str, table: pa.Table, partition: str | None = None
+) -> None:
+    """Replace table ``name`` (or only ``partition``'s rows) in one transaction.
+
+    With DuckLake, a commit that lost a race with another run's is retried whole.
+    """
+
+    def write() -> None:
+        with duckdb.get_connection() as connection:
+            connection.register("incoming", table)
+            connection.execute("BEGIN TRANSACTION")
+            try:
+                if partition is None:
+                    connection.execute(
+                        f"CREATE OR REPLACE TABLE main.{name} AS SELECT * FROM incoming"
+                    )
+                else:
+                    connection.execute(
+                        f"CREATE TABLE IF NOT EXISTS main.{name} AS SELECT * FROM incoming LIMIT 0"
+                    )
+                    connection.execute(
+                        f"DELETE FROM main.{name} WHERE {PARTITION_COLUMN} = ?", [partition]
+                    )
+                    connection.execute(f"INSERT INTO main.{name} BY NAME SELECT * FROM incoming")
+                connection.execute("COMMIT")
+            except Exception:
+                connection.execute("ROLLBACK")
+                raise
+            finally:
+                connection.unregister("incoming")
+
+    retry_on_conflict(write)
+
+
 class DuckDBTableIOManager(dg.ConfigurableIOManager):
     duckdb: BiocapDuckDB
     storage: StorageResource
@@ -90,35 +125,7 @@ class DuckDBTableIOManager(dg.ConfigurableIOManager):
                 PARTITION_COLUMN, pa.array([partition] * table.num_rows, pa.string())
             )
 
-        def write() -> None:
-            with self.duckdb.get_connection() as connection:
-                connection.register("incoming", table)
-                connection.execute("BEGIN TRANSACTION")
-                try:
-                    if partition is None:
-                        connection.execute(
-                            f"CREATE OR REPLACE TABLE main.{name} AS SELECT * FROM incoming"
-                        )
-                    else:
-                        connection.execute(
-                            f"CREATE TABLE IF NOT EXISTS main.{name} AS "
-                            "SELECT * FROM incoming LIMIT 0"
-                        )
-                        connection.execute(
-                            f"DELETE FROM main.{name} WHERE {PARTITION_COLUMN} = ?", [partition]
-                        )
-                        connection.execute(
-                            f"INSERT INTO main.{name} BY NAME SELECT * FROM incoming"
-                        )
-                    connection.execute("COMMIT")
-                except Exception:
-                    connection.execute("ROLLBACK")
-                    raise
-                finally:
-                    connection.unregister("incoming")
-
-        # DuckLake: a commit that raced another run's is retried whole
-        retry_on_conflict(write)
+        write_table(self.duckdb, name, table, partition)
 
         parts = (
             ["tables", name, f"{partition}.parquet"] if partition else ["tables", f"{name}.parquet"]
