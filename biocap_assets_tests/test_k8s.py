@@ -352,6 +352,8 @@ def test_k8s_launcher_runs_shard_partitions_as_pods_through_pipes(biocap_home, k
     assert mat.metadata["captioned"].value > 0
     assert mat.metadata["backend"].value == "cpu"
     bodies = [p["body"] for p in kubelet.pods.values()]
+    for body in bodies:  # the pods exactly as the launcher created them
+        kubernetes_validate.validate(body, K8S_VERSION, strict=True)
     caption = next(b for b in bodies if b["metadata"]["labels"]["biocap/worker"] == "caption")
     container = caption["spec"]["containers"][0]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
