@@ -100,8 +100,7 @@ def _quote(value: str) -> str:
 
 def is_conflict(exc: BaseException) -> bool:
     """A commit that lost a race with another writer (retrying it is safe)."""
-    text = str(exc).lower()
-    return isinstance(exc, duckdb.TransactionException) or "conflict" in text
+    return isinstance(exc, duckdb.Error) and "conflict" in str(exc).lower()
 
 
 def retry_on_conflict(write: Callable[[], T], attempts: int = 8, pause: float = 0.1) -> T:

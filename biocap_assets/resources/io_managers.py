@@ -11,11 +11,13 @@ pods read the table without opening the DuckDB file.
 raw bytes otherwise) and hands downstream assets the path, not the content.
 """
 
+import contextlib
 import io
 import json
 from typing import Any
 
 import dagster as dg
+import duckdb as duckdb_errors
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -101,7 +103,9 @@ def write_table(
                     connection.execute(f"INSERT INTO main.{name} BY NAME SELECT * FROM incoming")
                 connection.execute("COMMIT")
             except Exception:
-                connection.execute("ROLLBACK")
+                # a failed COMMIT has already ended the transaction: keep its error
+                with contextlib.suppress(duckdb_errors.TransactionException):
+                    connection.execute("ROLLBACK")
                 raise
             finally:
                 connection.unregister("incoming")
