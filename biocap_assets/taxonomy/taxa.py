@@ -92,8 +92,13 @@ def _taxa_sql() -> str:
     ), taxa AS (
         SELECT {ranks},
                genus || ' ' || species AS binomial,
-               list(common ORDER BY n DESC, common) FILTER (WHERE common IS NOT NULL)
-                   AS common_names,
+               -- most frequent first, ties by name: an unordered list of (-n, name)
+               -- structs sorted afterwards (4x faster than an ordered aggregate in 1.5)
+               list_transform(
+                   list_sort(list({{'neg_n': -n, 'common': common}})
+                             FILTER (WHERE common IS NOT NULL)),
+                   lambda s: s.common
+               ) AS common_names,
                CAST(sum(n) AS BIGINT) AS n_images
         FROM per_common GROUP BY {ranks}
     )
