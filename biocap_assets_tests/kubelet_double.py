@@ -12,11 +12,15 @@ message), and the log endpoint streams the process's output with timestamps, the
 
 from __future__ import annotations
 
+import copy
 import os
+import re
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
+import uuid
 from datetime import UTC, datetime
 
 
@@ -132,3 +136,80 @@ class KubeletDouble:
             pod["process"].kill()
         os.unlink(pod["termination"])
         self.deleted.append(name)
+
+
+class _PodList:
+    def __init__(self, items: list[dict]) -> None:
+        self.items = items
+
+
+class JobControllerDouble:
+    """``BatchV1Api`` for Indexed Jobs, over a :class:`KubeletDouble`: one pod per completion
+    index, with ``JOB_COMPLETION_INDEX`` set and the index annotation the real controller
+    adds. Cluster DNS is doubled too: the rendezvous host (``<job>-0.<job>.<ns>.svc...``)
+    becomes 127.0.0.1 on a free port, since every "node" is a process on this machine.
+    """
+
+    INDEX = "batch.kubernetes.io/job-completion-index"
+
+    def __init__(self, kubelet: KubeletDouble) -> None:
+        self.kubelet = kubelet
+        self.jobs: dict[str, list[str]] = {}
+        self.services: list[str] = []
+        self.deleted_jobs: list[str] = []
+        kubelet.create_namespaced_service = self._create_service
+        kubelet.delete_namespaced_service = self._delete_service
+        kubelet.list_namespaced_pod = self._list_pods
+
+    def create_namespaced_job(self, namespace: str, body: dict) -> dict:
+        name = body["metadata"]["name"]
+        spec = body["spec"]
+        port = _free_port()
+        pods = []
+        for index in range(spec["completions"]):
+            template = copy.deepcopy(spec["template"])
+            container = template["spec"]["containers"][0]
+            script = re.sub(
+                r"--rdzv_endpoint=\S+",
+                f"--rdzv_endpoint=127.0.0.1:{port}",
+                container["command"][-1],
+            )
+            container["command"][-1] = script.replace("exec python ", f"exec {sys.executable} ")
+            container["env"] = [
+                *container.get("env", []),
+                {"name": "JOB_COMPLETION_INDEX", "value": str(index)},
+            ]
+            pod_name = f"{name}-{index}-{uuid.uuid4().hex[:5]}"
+            template["metadata"] = {
+                **template.get("metadata", {}),
+                "name": pod_name,
+                "labels": {**template["metadata"].get("labels", {}), "job-name": name},
+                "annotations": {self.INDEX: str(index)},
+            }
+            self.kubelet.create_namespaced_pod(namespace, template)
+            pods.append(pod_name)
+        self.jobs[name] = pods
+        return body
+
+    def delete_namespaced_job(self, name: str, namespace: str, **_: object) -> None:
+        for pod in self.jobs[name]:
+            self.kubelet.delete_namespaced_pod(pod, namespace)
+        self.deleted_jobs.append(name)
+
+    def _create_service(self, namespace: str, body: dict) -> dict:
+        self.services.append(body["metadata"]["name"])
+        return body
+
+    def _delete_service(self, name: str, namespace: str) -> None:
+        self.services.remove(name)
+
+    def _list_pods(self, namespace: str, label_selector: str = "") -> _PodList:
+        job = label_selector.removeprefix("job-name=")
+        names = self.jobs.get(job, [])
+        return _PodList([self.kubelet.read_namespaced_pod(n, namespace) for n in names])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -382,3 +382,45 @@ def test_a_failing_worker_pod_fails_the_step_with_its_own_error(kubelet, tmp_pat
     assert "exited with 1" in message and "missing.tar" in message
     assert ("kept for inspection" in message) == keep
     assert bool(kubelet.deleted) == (not keep)
+
+
+@pytest.mark.slow
+def test_multi_node_training_runs_as_an_indexed_job_with_pipes_from_rank_zero(
+    biocap_home, kubelet, monkeypatch
+):
+    """Two "nodes" (pods of an Indexed Job, processes here) train one checkpoint together
+    under torchrun's c10d rendezvous; only rank 0 reports to Dagster."""
+    from biocap_assets.assets.captions import build_captioned_shards
+    from biocap_assets.assets.training import clip_checkpoint
+    from biocap_assets.definitions import build_resources
+    from biocap_assets.resources import LauncherResource
+    from biocap_assets.resources import launcher as launcher_module
+    from biocap_assets.settings import Settings
+    from biocap_assets_tests.kubelet_double import JobControllerDouble
+
+    jobs = JobControllerDouble(kubelet)
+    monkeypatch.setattr(launcher_module, "_batch_api", lambda: jobs)
+    settings = Settings.from_env()
+    local = build_resources(settings)
+    shards = build_captioned_shards(settings)
+    for key in ("000000", "000001", "000002", "000003"):
+        assert dg.materialize([shards], partition_key=key, resources=local).success
+
+    k8s = {**local, "launcher": LauncherResource(mode="k8s", image="biocap/gpu-worker:test")}
+    config = {"nnodes": 2, "nproc_per_node": 1, "overrides": {"epochs": 1}}
+    result = dg.materialize(
+        [shards.to_source_asset(), clip_checkpoint],
+        resources=k8s,
+        run_config={"ops": {"clip_checkpoint": {"config": config}}},
+    )
+    assert result.success
+    (mat,) = result.asset_materializations_for_node("clip_checkpoint")
+    assert mat.metadata["world_size"].value == 2  # both pods joined one process group
+    assert mat.metadata["epochs"].value == 1
+    (job,) = jobs.jobs
+    assert jobs.deleted_jobs == [job] and jobs.services == []  # Job and Service cleaned up
+    # every pod ran torchrun with its own node rank; one Pipes channel (rank 0's) reported
+    scripts = [
+        kubelet.pods[p]["body"]["spec"]["containers"][0]["command"][-1] for p in jobs.jobs[job]
+    ]
+    assert all("--node_rank=${JOB_COMPLETION_INDEX}" in s for s in scripts)

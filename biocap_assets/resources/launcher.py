@@ -197,10 +197,8 @@ class LauncherResource(dg.ConfigurableResource):
             )
         if not self.image:
             raise dg.Failure("launcher mode k8s needs an image (the GPU worker image)")
-        from kubernetes import client as k8s_client
-
         name = pod_name("train", context.run_id)
-        core, batch = _core_api(), k8s_client.BatchV1Api()
+        core, batch = _core_api(), _batch_api()
         session_cm, reader = _pipes_session(context, extras)
         with session_cm as session:
             env = {**self._pod_env(None), **session.get_bootstrap_env_vars()}
@@ -283,6 +281,13 @@ def _core_api():
     except k8s_config.ConfigException:
         k8s_config.load_kube_config()
     return k8s_client.CoreV1Api()
+
+
+def _batch_api():
+    from kubernetes import client as k8s_client
+
+    _core_api()  # loads the configuration
+    return k8s_client.BatchV1Api()
 
 
 def _as_dict(core, obj) -> dict:
