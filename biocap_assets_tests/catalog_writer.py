@@ -9,6 +9,7 @@ BIOCAP_DUCKLAKE_DATA_PATH) and the storage root in BIOCAP_STORAGE_URL.
 
 import os
 import sys
+from collections.abc import Mapping
 
 import dagster as dg
 import pyarrow as pa
@@ -19,13 +20,18 @@ KEYS = [f"{i:06d}" for i in range(32)]
 ROWS_PER_PARTITION = 50
 
 
+def catalog_from_env(env: Mapping[str, str]) -> BiocapDuckDB:
+    """The catalog the variables name: DuckLake when its catalog is set, else the file."""
+    return BiocapDuckDB(
+        database=env.get("BIOCAP_DUCKDB_PATH", ":memory:"),
+        ducklake_catalog=env.get("BIOCAP_DUCKLAKE_CATALOG", ""),
+        ducklake_data_path=env.get("BIOCAP_DUCKLAKE_DATA_PATH", ""),
+    )
+
+
 def resources() -> dict:
     storage = StorageResource(root_url=os.environ["BIOCAP_STORAGE_URL"])
-    db = BiocapDuckDB(
-        database=os.environ.get("BIOCAP_DUCKDB_PATH", ":memory:"),
-        ducklake_catalog=os.environ.get("BIOCAP_DUCKLAKE_CATALOG", ""),
-        ducklake_data_path=os.environ.get("BIOCAP_DUCKLAKE_DATA_PATH", ""),
-    )
+    db = catalog_from_env(os.environ)
     return {"table_io_manager": DuckDBTableIOManager(duckdb=db, storage=storage)}
 
 

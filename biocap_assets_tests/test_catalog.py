@@ -15,8 +15,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from biocap_assets.resources import BiocapDuckDB
-from biocap_assets_tests.catalog_writer import KEYS, ROWS_PER_PARTITION
+from biocap_assets_tests.catalog_writer import KEYS, ROWS_PER_PARTITION, catalog_from_env
 
 WRITERS = 4
 
@@ -31,14 +30,6 @@ def _catalog_env(kind: str, tmp_path: Path, postgres_fixture) -> dict[str, str]:
         env["BIOCAP_DUCKLAKE_CATALOG"] = server.ducklake_catalog(dbname)
         env["BIOCAP_DUCKLAKE_DATA_PATH"] = str(tmp_path / "lake")
     return env
-
-
-def _resource(env: dict[str, str]) -> BiocapDuckDB:
-    return BiocapDuckDB(
-        database=env.get("BIOCAP_DUCKDB_PATH", ":memory:"),
-        ducklake_catalog=env.get("BIOCAP_DUCKLAKE_CATALOG", ""),
-        ducklake_data_path=env.get("BIOCAP_DUCKLAKE_DATA_PATH", ""),
-    )
 
 
 @pytest.mark.slow
@@ -61,7 +52,7 @@ def test_concurrent_writers_lose_nothing(kind, tmp_path, request):
     for i, (process, output) in enumerate(zip(processes, outputs, strict=True)):
         assert process.returncode == 0, f"writer w{i} failed:\n{output[-3000:]}"
 
-    with _resource(env).get_connection() as connection:
+    with catalog_from_env(env).get_connection() as connection:
         rows = connection.execute(
             "SELECT partition_key, count(*), count(DISTINCT writer), min(sample), max(sample) "
             "FROM main.shard_stats GROUP BY ALL ORDER BY partition_key"
