@@ -15,13 +15,14 @@ from __future__ import annotations
 import copy
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import uuid
 from datetime import UTC, datetime
+
+from biocap_assets_tests.ports import free_port
 
 
 class _ApiClient:
@@ -164,7 +165,7 @@ class JobControllerDouble:
     def create_namespaced_job(self, namespace: str, body: dict) -> dict:
         name = body["metadata"]["name"]
         spec = body["spec"]
-        port = _free_port()
+        port = free_port()
         pods = []
         for index in range(spec["completions"]):
             template = copy.deepcopy(spec["template"])
@@ -207,9 +208,3 @@ class JobControllerDouble:
         job = label_selector.removeprefix("job-name=")
         names = self.jobs.get(job, [])
         return _PodList([self.kubelet.read_namespaced_pod(n, namespace) for n in names])
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

@@ -12,7 +12,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -22,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from biocap_assets_tests.ports import free_port
 
 
 def postgres_bin() -> Path | None:
@@ -49,12 +50,6 @@ class Postgres:
         return name
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def postgres_server() -> Iterator[Postgres]:
     """Start a throwaway server; its folder is under /tmp, which the postgres user can reach."""
@@ -67,7 +62,7 @@ def postgres_server() -> Iterator[Postgres]:
         account = pwd.getpwnam("postgres")
         os.chown(root, account.pw_uid, account.pw_gid)
         prefix = [shutil.which("runuser") or "runuser", "-u", "postgres", "--"]
-    data, user, port = root / "data", "biocap", _free_port()
+    data, user, port = root / "data", "biocap", free_port()
     subprocess.run(
         [*prefix, str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", user],
         check=True,
