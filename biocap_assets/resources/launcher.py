@@ -17,7 +17,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Literal
 
 import dagster as dg
@@ -325,22 +326,10 @@ def run_pod(
 
     The pod is deleted afterwards, unless it failed and ``keep_failed`` is set.
     """
-    failed = True
-    try:
+    with _failing_with_reason(what, delete_pod, keep_failed):
         wait_until_started(read_pod, pending_timeout, poll, clock, sleep)
         on_running()
-        pod = wait_until_finished(read_pod, run_timeout, poll, clock, sleep)
-        failed = False
-        return pod
-    except PodFailure as exc:
-        kept = " (kept for inspection)" if keep_failed else ""
-        raise dg.Failure(
-            description=f"{what} failed: {exc}{kept}",
-            metadata={"reason": str(exc), "kept": keep_failed},
-        ) from exc
-    finally:
-        if not (failed and keep_failed):
-            delete_pod()
+        return wait_until_finished(read_pod, run_timeout, poll, clock, sleep)
 
 
 def run_job(
@@ -358,8 +347,7 @@ def run_job(
 ) -> None:
     """The Job's pods as one: every one must start and succeed; the first failure names
     its pod and reason. Rank 0 (completion index 0) is followed for Pipes."""
-    failed = True
-    try:
+    with _failing_with_reason(what, delete, keep_failed):
         pods = _job_pods(list_pods, nnodes, pending_timeout, poll, clock, sleep)
         for pod in pods.values():
             name = pod["metadata"]["name"]
@@ -382,11 +370,20 @@ def run_job(
                 if status.phase == "Failed":
                     raise PodFailure(f"pod {pod['metadata']['name']}: {status.reason}")
             if all(s.phase == "Succeeded" for s in statuses):
-                failed = False
                 return
             if clock() - started > run_timeout:
                 raise PodFailure(f"did not finish within {run_timeout:.0f}s")
             sleep(poll)
+
+
+@contextmanager
+def _failing_with_reason(what: str, delete: Callable[[], None], keep_failed: bool) -> Iterator:
+    """A :class:`PodFailure` fails the step with its reason; the pods are deleted at the
+    end, unless the work failed and ``keep_failed`` asks to keep them for inspection."""
+    succeeded = False
+    try:
+        yield
+        succeeded = True
     except PodFailure as exc:
         kept = " (kept for inspection)" if keep_failed else ""
         raise dg.Failure(
@@ -394,7 +391,7 @@ def run_job(
             metadata={"reason": str(exc), "kept": keep_failed},
         ) from exc
     finally:
-        if not (failed and keep_failed):
+        if succeeded or not keep_failed:
             delete()
 
 
