@@ -17,7 +17,7 @@ import json
 from typing import Any
 
 import dagster as dg
-import duckdb as duckdb_errors
+import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -76,16 +76,14 @@ def column_schema(table: pa.Table) -> dg.TableSchema:
     return dg.TableSchema(columns=[dg.TableColumn(f.name, str(f.type)) for f in table.schema])
 
 
-def write_table(
-    duckdb: BiocapDuckDB, name: str, table: pa.Table, partition: str | None = None
-) -> None:
+def write_table(db: BiocapDuckDB, name: str, table: pa.Table, partition: str | None = None) -> None:
     """Replace table ``name`` (or only ``partition``'s rows) in one transaction.
 
     With DuckLake, a commit that lost a race with another run's is retried whole.
     """
 
     def write() -> None:
-        with duckdb.get_connection() as connection:
+        with db.get_connection() as connection:
             connection.register("incoming", table)
             connection.execute("BEGIN TRANSACTION")
             try:
@@ -104,7 +102,7 @@ def write_table(
                 connection.execute("COMMIT")
             except Exception:
                 # a failed COMMIT has already ended the transaction: keep its error
-                with contextlib.suppress(duckdb_errors.TransactionException):
+                with contextlib.suppress(duckdb.TransactionException):
                     connection.execute("ROLLBACK")
                 raise
             finally:
