@@ -119,19 +119,26 @@ def test_a_slow_start_within_the_timeout_is_waited_for():
     assert started["status"]["phase"] == "Running"
 
 
-def _run(replay: ReplayedPod, keep_failed: bool = False, followed: list | None = None):
+def _fake_timing() -> dict:
+    """Timeouts of 10 min to start and 1 h to run, polled every 5 s of fake time."""
     clock = FakeClock()
+    return {
+        "pending_timeout": 600,
+        "run_timeout": 3600,
+        "poll": 5,
+        "clock": clock,
+        "sleep": clock.sleep,
+    }
+
+
+def _run(replay: ReplayedPod, keep_failed: bool = False, followed: list | None = None):
     return run_pod(
         read_pod=replay.read,
         delete_pod=replay.delete,
         on_running=lambda: (followed if followed is not None else []).append("logs"),
         what="worker caption (pod biocap/x)",
-        pending_timeout=600,
-        run_timeout=3600,
         keep_failed=keep_failed,
-        poll=5,
-        clock=clock,
-        sleep=clock.sleep,
+        **_fake_timing(),
     )
 
 
@@ -188,19 +195,14 @@ class ReplayedJob:
 
 
 def _run_job(job: ReplayedJob, followed: list[str], keep_failed: bool = False) -> None:
-    clock = FakeClock()
     run_job(
         list_pods=job.list_pods,
         delete=job.delete,
         on_rank0_running=followed.append,
         nnodes=2,
         what="training Job biocap/x",
-        pending_timeout=600,
-        run_timeout=3600,
         keep_failed=keep_failed,
-        poll=5,
-        clock=clock,
-        sleep=clock.sleep,
+        **_fake_timing(),
     )
 
 
