@@ -401,7 +401,7 @@ def test_multi_node_training_runs_as_an_indexed_job_with_pipes_from_rank_zero(
     from biocap_assets_tests.kubelet_double import JobControllerDouble
 
     jobs = JobControllerDouble(kubelet)
-    monkeypatch.setattr(launcher_module, "_batch_api", lambda: jobs)
+    monkeypatch.setattr(launcher_module, "_batch_api", lambda core: jobs)
     settings = Settings.from_env()
     local = build_resources(settings)
     shards = build_captioned_shards(settings)

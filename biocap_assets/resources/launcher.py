@@ -199,7 +199,8 @@ class LauncherResource(dg.ConfigurableResource):
         if not self.image:
             raise dg.Failure("launcher mode k8s needs an image (the GPU worker image)")
         name = pod_name("train", context.run_id)
-        core, batch = _core_api(), _batch_api()
+        core = _core_api()
+        batch = _batch_api(core)
         session_cm, reader = _pipes_session(context, extras)
         with session_cm as session:
             env = {**self._pod_env(None), **session.get_bootstrap_env_vars()}
@@ -284,11 +285,11 @@ def _core_api():
     return k8s_client.CoreV1Api()
 
 
-def _batch_api():
+def _batch_api(core):
+    """Jobs through the same configured API client as ``core`` (no second config load)."""
     from kubernetes import client as k8s_client
 
-    _core_api()  # loads the configuration
-    return k8s_client.BatchV1Api()
+    return k8s_client.BatchV1Api(core.api_client)
 
 
 def _as_dict(core, obj) -> dict:
