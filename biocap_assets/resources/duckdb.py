@@ -24,7 +24,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -77,7 +77,7 @@ def extension_path(name: str) -> str:
     return str(path)
 
 
-def s3_secret_sql(env: dict[str, str] | os._Environ) -> str:
+def s3_secret_sql(env: Mapping[str, str]) -> str:
     """A DuckDB S3 secret from the standard ``AWS_*`` variables (endpoint for S3-compatibles)."""
     key, secret = env.get("AWS_ACCESS_KEY_ID", ""), env.get("AWS_SECRET_ACCESS_KEY", "")
     if not key or not secret:
