@@ -56,6 +56,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             wiki_contact=_env_or("BIOCAP_WIKI_CONTACT", ""),
             eval_data=_env_or("BIOCAP_EVAL_DATA", ""),
             eval_images=_env_or("BIOCAP_EVAL_IMAGES", ""),
+            inquire_rerank=_env_or("BIOCAP_INQUIRE_RERANK", ""),
         ),
     }
 

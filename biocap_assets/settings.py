@@ -26,6 +26,9 @@ ENV_VARS = {
     "BIOCAP_K8S_NAMESPACE": "k8s launcher: namespace of worker pods (default biocap)",
     "BIOCAP_EVAL_DATA": "the upstream BioCAP data/eval folder (default: the demo's suite)",
     "BIOCAP_EVAL_IMAGES": "root of the benchmark images (default: $BIOCAP_EVAL_DATA/images)",
+    "BIOCAP_INQUIRE_RERANK": "a local copy of the evendrow/INQUIRE-Rerank dataset (a folder "
+    "from `huggingface-cli download`, or a datasets cache); default: "
+    "$BIOCAP_EVAL_DATA/inquire_rerank, then the Hugging Face hub cache",
     "BIOCAP_EVAL_CRON": "cron of the re-evaluation schedule (default 0 6 * * 1, weekly)",
     "BIOCAP_WIKI_CONTACT": "contact (email or URL) put in the crawler's User-Agent; "
     "required for a non-loopback API",

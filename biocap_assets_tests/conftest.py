@@ -9,28 +9,22 @@ from pathlib import Path
 import pytest
 
 from biocap_assets.demo.world import DemoWorld, generate_demo_world
+from biocap_assets.settings import ENV_VARS
 
 REPO = Path(__file__).resolve().parent.parent
 REFERENCE_DATA = REPO.parent / "shared" / "reference-data"
-BIOCAP_ENV = (
-    "BIOCAP_HOME",
-    "BIOCAP_STORAGE_URL",
-    "BIOCAP_DUCKDB_PATH",
-    "BIOCAP_CATALOG_URL",
-    "BIOCAP_SHARDS_URL",
-    "BIOCAP_WIKI_API_URL",
-    "BIOCAP_DUCKLAKE_CATALOG",
-    "BIOCAP_DUCKLAKE_DATA_PATH",
-    "BIOCAP_LAUNCHER",
-    "DAGSTER_HOME",
-)
+# Every variable the platform reads (settings.ENV_VARS is the one list), and Dagster's home.
+BIOCAP_ENV = (*ENV_VARS, "DAGSTER_HOME")
 
 
 @pytest.fixture(autouse=True)
-def _clean_biocap_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test sees the developer's own BIOCAP_* settings."""
+def _clean_biocap_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory) -> None:
+    """No test sees the developer's own BIOCAP_* settings or Hugging Face cache."""
     for name in BIOCAP_ENV:
         monkeypatch.delenv(name, raising=False)
+    for name in ("HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_DATASETS_CACHE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path_factory.getbasetemp() / "hf_home"))
 
 
 @pytest.fixture(scope="session")
@@ -71,3 +65,73 @@ def postgres():
 
     with postgres_server() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def captioned(demo_world, tmp_path_factory) -> list[str]:
+    """The demo training shards, then the validation shard, captioned with the CPU template
+    captioner (no Dagster needed)."""
+    from biocap_assets.demo.species import SPECIES
+    from biocap_assets.demo.wiki import visual_paragraphs
+    from biocap_assets.inference.tasks import TemplateCaptionerAdapter
+    from biocap_assets.shards.rewrite import rewrite_shard
+
+    folder = tmp_path_factory.mktemp("captioned")
+    texts = {s.taxon.binomial: " ".join(visual_paragraphs(s)) for s in SPECIES}
+    paths = []
+    for shard in demo_world.train_shards:
+        out = folder / shard.name
+        with shard.open("rb") as src, out.open("wb") as dst:
+            rewrite_shard(
+                src,
+                dst,
+                TemplateCaptionerAdapter(),
+                describe=lambda r: texts.get(f"{r.get('genus', '')} {r.get('species', '')}"),
+            )
+        paths.append(str(out))
+    return paths
+
+
+def run_train(urls, out, config, nproc=0, rank_report="", timeout=600) -> dict:
+    """The train worker as a subprocess (torchrun with ``nproc`` ranks); its result."""
+    import json
+    import subprocess
+    import sys
+
+    command = [
+        sys.executable,
+        "-m",
+        "biocap_assets.workers.train",
+        "--train",
+        *urls[:-1],
+        "--val",
+        urls[-1],
+        "--out",
+        str(out),
+        "--train-samples",
+        "580",
+        "--config",
+        json.dumps(config),
+    ]
+    if nproc:
+        command[1:2] = [
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={nproc}",
+            "-m",
+        ]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    if rank_report:
+        command += ["--rank-report", rank_report]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads(done.stdout[done.stdout.index("{") :])
+
+
+@pytest.fixture(scope="session")
+def demo_run(captioned, tmp_path_factory) -> Path:
+    """A demo checkpoint run folder (a few epochs of the demo preset): epoch_N.pt and export/."""
+    out = tmp_path_factory.mktemp("demo_run") / "run"
+    run_train(captioned, out, {"epochs": 4})
+    return out

@@ -117,7 +117,36 @@ def test_wiki_pages_cover_the_cases_the_crawler_must_handle(demo_world):
     assert 'class="infobox biota"' in pages["Digitaria sanguinalis"]
 
 
-def test_eval_sets_use_the_upstream_formats(demo_world):
+def _released_inquire_features():
+    """evendrow/INQUIRE-Rerank's features, as its dataset card's dataset_info lists them."""
+    import datasets
+
+    value = datasets.Value
+    return {
+        "image": datasets.Image(),
+        "query": value("string"),
+        "relevant": value("int64"),
+        "clip_score": value("float64"),
+        "inat24_image_id": value("int64"),
+        "inat24_file_name": value("string"),
+        "supercategory": value("string"),
+        "category": value("string"),
+        "iconic_group": value("string"),
+        "inat24_species_id": value("int64"),
+        "inat24_species_name": value("string"),
+        "latitude": value("float64"),
+        "longitude": value("float64"),
+        "location_uncertainty": value("float64"),
+        "date": value("string"),
+        "license": value("string"),
+        "rights_holder": value("string"),
+    }
+
+
+RELEASED_INQUIRE_FEATURES = _released_inquire_features()
+
+
+def test_eval_sets_use_the_upstream_formats(demo_world, tmp_path):
     data = demo_world.data_dir / "eval"
     zero_shot = list(
         csv.DictReader((data / "classification_annotation/demo_species/metadata.csv").open())
@@ -133,17 +162,28 @@ def test_eval_sets_use_the_upstream_formats(demo_world):
     }
     queries = list(csv.DictReader((data / "inquire_annotations/inquire_queries_test.csv").open()))
     assert {q["supercategory"] for q in queries} == {"Species", "Appearance", "Context", "Behavior"}
-    candidates = list(
-        csv.DictReader((data / "inquire_annotations/inquire_rerank_candidates.csv").open())
+    import datasets
+
+    # INQUIRE-Rerank as released: read back with Hugging Face's own `datasets` library.
+    rerank = datasets.load_dataset(
+        "parquet",
+        data_files={"test": str(data / "inquire_rerank/data/test-*.parquet")},
+        split="test",
+        cache_dir=str(tmp_path / "hf"),
     )
+    assert dict(rerank.features) == RELEASED_INQUIRE_FEATURES
+    assert rerank[0]["image"].size == (64, 64), "the image decodes as datasets decodes it"
     per_query: dict[str, list[int]] = {}
-    for c in candidates:
-        per_query.setdefault(c["query_id"], []).append(int(c["relevant"]))
+    for query, relevant in zip(rerank["query"], rerank["relevant"], strict=True):
+        per_query.setdefault(query, []).append(relevant)
+    assert len(per_query) == len(queries)
     assert all(len(v) == 100 and 0 < sum(v) < 100 for v in per_query.values())
     annotated = list(csv.DictReader((data / "inquire_annotations/inquire_annotations.csv").open()))
     assert len(annotated) > sum(sum(v) for v in per_query.values()), (
         "some relevant images must lie outside the 100 candidates, as in INQUIRE"
     )
+    captions = [r["captions"] for r in retrieval]
+    assert len(set(captions)) == len(captions), "no ties in retrieval: one caption per image"
 
 
 def test_format_examples_have_classes_and_an_empty_one(demo_world):

@@ -1,36 +1,120 @@
-"""Evaluation metrics against hand-computed cases and an independent implementation."""
+"""Metrics pinned to BioCAP's scripts: hand cases, the scripts' formulas written out, and,
+where a checkout of the reference is given (BIOCAP_REFERENCE_REPO), its own metrics.py."""
 
+import importlib.util
 import math
+import os
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
+import sklearn.metrics
+import torch
 
 from biocap_assets.evaluation.metrics import (
-    recall_at_k,
+    pair_recall_at_k,
     rerank_metrics,
     retrieval_metrics,
     topk_accuracy,
+    zero_shot_ks,
 )
 
 
 def test_topk_accuracy_hand_cases():
-    scores = np.array([[0.9, 0.1, 0.0], [0.2, 0.3, 0.5], [0.4, 0.4, 0.2]])
-    assert topk_accuracy(scores, [0, 2, 1], k=1) == pytest.approx(2 / 3)  # tie: lower index
+    scores = np.array([[0.9, 0.1, 0.0], [0.2, 0.3, 0.5], [0.45, 0.4, 0.2]])
+    assert topk_accuracy(scores, [0, 2, 1], k=1) == pytest.approx(2 / 3)
     assert topk_accuracy(scores, [1, 0, 2], k=2) == pytest.approx(1 / 3)
     assert topk_accuracy(scores, [1, 0, 2], k=10) == 1.0  # k larger than the classes
     assert math.isnan(topk_accuracy(np.zeros((0, 3)), [], k=1))
 
 
+def test_zero_shot_cut_offs_are_the_scripts():
+    """zero_shot_iid.run: topk keys 1, min(C, 3), min(C, 5)."""
+    assert zero_shot_ks(400) == (1, 3, 5)
+    assert zero_shot_ks(4) == (1, 3, 4)
+    assert zero_shot_ks(2) == (1, 2)
+
+
+def _script_accuracy(logits: torch.Tensor, target: torch.Tensor, ks) -> dict[int, float]:
+    """zero_shot_iid.accuracy, written out: topk, transpose, eq, count per k."""
+    pred = logits.topk(max(ks), 1, True, True)[1].t()
+    correct = pred.eq(target.view(1, -1).expand_as(pred))
+    return {k: float(correct[:k].reshape(-1).float().sum()) / len(target) for k in ks}
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_topk_equals_the_scripts_formula(seed):
+    rng = np.random.default_rng(seed)
+    n, classes = rng.integers(5, 80), rng.integers(2, 40)
+    scores = rng.normal(size=(n, classes)).astype(np.float32)
+    labels = rng.integers(0, classes, size=n)
+    ks = zero_shot_ks(int(classes))
+    theirs = _script_accuracy(torch.from_numpy(scores), torch.from_numpy(labels), ks)
+    for k in ks:
+        assert topk_accuracy(scores, labels, k) == pytest.approx(theirs[k], abs=1e-9)
+
+
+def _script_recall(similarity: torch.Tensor, k: int) -> float:
+    """retrieval_openclip.eval_custom_dataset, written out: i in similarity[i].argsort()[-k:]."""
+    hits = sum(int(i in similarity[i].argsort()[-k:]) for i in range(len(similarity)))
+    return hits / len(similarity)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_recall_equals_the_scripts_loop_ties_included(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(3, 60))
+    # Few distinct values, so many ties: the tie rule must be the script's too.
+    sim = rng.integers(0, 4, size=(n, n)).astype(np.float32)
+    ours = retrieval_metrics(sim)
+    for k in (1, 5, 10):
+        assert ours[f"image_to_text_R@{k}"] == pytest.approx(
+            _script_recall(torch.from_numpy(sim), k), abs=1e-9
+        )
+        assert ours[f"text_to_image_R@{k}"] == pytest.approx(
+            _script_recall(torch.from_numpy(sim).T, k), abs=1e-9
+        )
+
+
 def test_recall_hand_cases():
-    sim = np.array([[0.9, 0.8, 0.1], [0.2, 0.1, 0.7]])
-    assert recall_at_k(sim, [{1}, {2}], 1) == 0.5
-    assert recall_at_k(sim, [{1}, {2}], 2) == 1.0
-    assert recall_at_k(sim, [set(), {2}], 5) == 0.5  # a query with no positive never hits
-    out = retrieval_metrics(np.array([[0.9, 0.2, 0.3], [0.1, 0.8, 0.95]]), [0, 1, 1])
-    assert out["image_to_text_R@1"] == 1.0  # image 1's best text (2) is one of its own
-    assert out["text_to_image_R@1"] == 1.0
-    assert out["text_to_image_R@5"] == 1.0
+    sim = np.array([[0.9, 0.8, 0.1], [0.2, 0.1, 0.7], [0.3, 0.2, 0.25]])
+    assert pair_recall_at_k(sim, 1) == pytest.approx(1 / 3)  # only row 0 ranks its own first
+    assert pair_recall_at_k(sim, 2) == pytest.approx(2 / 3)
+    assert pair_recall_at_k(sim, 3) == 1.0
+
+
+def _inquire_formulas(y_true, y_pred, count_pos):
+    """INQUIRE src/metrics.py's compute_retrieval_metrics, written out."""
+    k = len(y_true)
+    unknown = count_pos - sum(y_true)
+    ndcg = sklearn.metrics.ndcg_score(
+        [y_true.tolist() + [1] * unknown], [y_pred.tolist() + [-100] * unknown], k=k
+    )
+    ap = (
+        sklearn.metrics.average_precision_score(y_true[:k], y_pred[:k])
+        if sum(y_true[:k]) > 0
+        else 0
+    )
+    ap = ap * y_true[:k].sum() / np.amin([count_pos, k])
+    order = np.flip(np.argsort(y_pred))
+    mrr = next((1 / (i + 1) for i in range(len(y_true)) if y_true[order][i] == 1), 0.0)
+    return {"AP": ap, "nDCG": ndcg, "MRR": mrr}
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_rerank_equals_inquires_formulas(seed):
+    rng = random.Random(seed)
+    n = 100
+    y_pred = np.array([rng.random() for _ in range(n)], dtype=np.float32)
+    y_true = np.array([int(rng.random() < 0.2) for _ in range(n)])
+    y_true[rng.randrange(n)] = 1
+    # the reference's count_pos = sum(y_true), and INQUIRE's full-recall normalisation
+    for count_pos in (int(y_true.sum()), int(y_true.sum()) + rng.choice([1, 5, 40])):
+        ours = rerank_metrics(y_pred, y_true, count_pos)
+        theirs = _inquire_formulas(y_true, y_pred, count_pos)
+        for metric in ("AP", "nDCG", "MRR"):
+            assert ours[metric] == pytest.approx(theirs[metric], abs=1e-9), (metric, count_pos)
 
 
 def test_rerank_hand_cases():
@@ -40,101 +124,33 @@ def test_rerank_hand_cases():
     assert worst["MRR"] == pytest.approx(1 / 3)
     assert worst["AP"] == pytest.approx((1 / 3 + 2 / 4) / 2)
     assert rerank_metrics([0.5, 0.4], [0, 0]) == {"AP": 0.0, "nDCG": 0.0, "MRR": 0.0}
-    everything = rerank_metrics([0.3, 0.2, 0.1], [1, 1, 1])
-    assert everything == {"AP": 1.0, "nDCG": 1.0, "MRR": 1.0}
-    # Two relevant images were not among the candidates: AP and nDCG cannot reach 1.
-    missing = rerank_metrics([0.9, 0.1], [1, 0], missing_relevant=2)
-    assert missing["AP"] == pytest.approx((1 + 2 / 3 + 3 / 4) / 3)
-    assert missing["nDCG"] < 1 and missing["MRR"] == 1.0
+    # By default only the relevant candidates count (the reference's count_pos).
+    assert rerank_metrics([0.9, 0.1], [1, 0])["AP"] == 1.0
+    # Counting two relevant images outside the candidates: AP scaled by 1/3, as INQUIRE.
+    assert rerank_metrics([0.9, 0.1], [1, 0], count_pos=3)["AP"] == pytest.approx(1 / 2)
+    with pytest.raises(ValueError, match="below"):
+        rerank_metrics([0.9, 0.1], [1, 1], count_pos=1)
 
 
-def _independent(scores, relevant, missing):
-    """AP, nDCG and MRR written out from their definitions."""
-    ranked = [
-        r
-        for _, _, r in sorted(
-            zip(scores, range(len(scores)), relevant, strict=True), key=lambda t: (-t[0], t[1])
-        )
-    ] + [1] * missing
-    hits, precisions = 0, []
-    for i, rel in enumerate(ranked, start=1):
-        if rel:
-            hits += 1
-            precisions.append(hits / i)
-    ap = sum(precisions) / len(precisions) if precisions else 0.0
-    dcg = sum(rel / math.log2(i + 1) for i, rel in enumerate(ranked, start=1))
-    ideal = sum(1 / math.log2(i + 1) for i in range(1, sum(ranked) + 1))
-    first = next((i for i, rel in enumerate(ranked, start=1) if rel), None)
-    return {
-        "AP": ap,
-        "nDCG": dcg / ideal if ideal else 0.0,
-        "MRR": 1 / first if first and first <= len(scores) else 0.0,
-    }
+def _reference_metrics_module():
+    root = os.environ.get("BIOCAP_REFERENCE_REPO")
+    if not root:
+        pytest.skip("BIOCAP_REFERENCE_REPO (a checkout of Imageomics/biocap) is not set")
+    path = Path(root) / "train_and_eval/evaluation/metrics.py"
+    spec = importlib.util.spec_from_file_location("reference_metrics", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-@pytest.mark.parametrize("seed", range(25))
-def test_rerank_matches_an_independent_implementation(seed):
-    rng = random.Random(seed)
-    n = rng.randint(5, 100)
-    scores = [rng.random() for _ in range(n)]
-    relevant = [int(rng.random() < 0.2) for _ in range(n)]
-    relevant[rng.randrange(n)] = 1
-    missing = rng.choice([0, 0, 1, 3])
-    ours = rerank_metrics(scores, relevant, missing)
-    theirs = _independent(scores, relevant, missing)
-    for metric in ("AP", "nDCG", "MRR"):
-        assert ours[metric] == pytest.approx(theirs[metric], abs=1e-9), metric
-
-
-def test_report_shows_values_chance_history_and_sources():
-    import pandas as pd
-
-    from biocap_assets.evaluation.report import PUBLISHED, headline, render
-
-    rows = pd.DataFrame(
-        [
-            {
-                "task": "zero_shot",
-                "dataset": "birds",
-                "metric": "top1",
-                "value": 50.0,
-                "chance": 2.0,
-                "n": 100,
-            },
-            {
-                "task": "zero_shot",
-                "dataset": "birds",
-                "metric": "top5",
-                "value": 80.0,
-                "chance": 10.0,
-                "n": 100,
-            },
-            {
-                "task": "inquire_rerank",
-                "dataset": "inquire",
-                "metric": "AP",
-                "value": 30.0,
-                "chance": 15.0,
-                "n": 12,
-            },
-        ]
-    )
-    history = pd.DataFrame(
-        [
-            {
-                "checkpoint": "old.pt",
-                "task": "zero_shot",
-                "dataset": "birds",
-                "metric": "top1",
-                "value": 40.0,
-            }
-        ]
-    )
-    assert list(headline(rows)["metric"]) == ["top1", "AP"]
-    markdown, page = render("new.pt", rows, history)
-    top1 = next(line for line in markdown.splitlines() if "| top1 " in line)
-    assert [c.strip() for c in top1.strip("|").split("|")][3:5] == ["50.00", "2.00"]
-    assert "old.pt" in markdown and "Against earlier checkpoints" in markdown
-    assert all(source in markdown and source in page for _, _, source in PUBLISHED)
-    assert page.count("<svg") == 2 + 2, "a bar chart per task, one per dataset over time"
-    assert "<script" not in page and "http://" not in page.split("<svg")[0]
+@pytest.mark.parametrize("seed", range(20))
+def test_rerank_equals_the_references_own_metrics_py(seed):
+    reference = _reference_metrics_module()
+    rng = np.random.default_rng(seed)
+    y_pred = rng.normal(size=100).astype(np.float32)
+    y_true = (rng.random(100) < 0.25).astype(np.int64)
+    _, _, ap, ndcg, mrr = reference.compute_retrieval_metrics(y_true, y_pred, count_pos=sum(y_true))
+    ours = rerank_metrics(y_pred, y_true)
+    assert ours["AP"] == pytest.approx(ap, abs=1e-9)
+    assert ours["nDCG"] == pytest.approx(ndcg, abs=1e-9)
+    assert ours["MRR"] == pytest.approx(mrr, abs=1e-9)

@@ -54,6 +54,10 @@ def test_upstream_layout_becomes_a_suite(reference_data, tmp_path):
     assert tasks["nabirds"] == "zero_shot" and tasks["cornell_bird"] == "retrieval"
     assert tasks["meta-album_FNG_Mini"] == "zero_shot"
     assert sum(t == "zero_shot" for t in tasks.values()) == 15  # 5 camera traps, 8 Meta-Album, 2
+    # The upstream data/ folder has no INQUIRE-Rerank: it stays in the suite, marked missing.
+    rerank = next(s for s in specs if s.task == "inquire_rerank")
+    assert "no local copy of INQUIRE-Rerank" in rerank.missing
+    assert "huggingface-cli download evendrow/INQUIRE-Rerank" in rerank.missing
 
 
 def test_bad_annotation_files_are_named(tmp_path):
@@ -114,6 +118,143 @@ def test_the_eval_data_setting_selects_the_upstream_suite(reference_data, tmp_pa
     )
     specs, label = resolve_suite(EvalConfig(), sources, None, None)
     assert label.startswith("upstream layout")
-    assert {s.task for s in specs} == {"zero_shot", "retrieval"}
-    assert all(s.image_root.startswith(str(tmp_path / "images")) for s in specs)
+    assert {s.task for s in specs if not s.missing} == {"zero_shot", "retrieval"}
+    assert [s.name for s in specs if s.missing] == ["inquire_rerank"]
+    assert all(s.image_root.startswith(str(tmp_path / "images")) for s in specs if not s.missing)
     assert not (tmp_path / "demo").exists(), "no demo world when real data is configured"
+
+
+def test_class_names_are_built_as_the_reference_builds_them(reference_data):
+    """taxon_com for the camera traps and Rare Species, the class column for the others;
+    against the reference's own naming_eval.to_classes where a checkout is given."""
+    import os
+    import sys
+
+    import pandas as pd
+
+    cases = {
+        "camera_trap/ohio-small-animals-balanced.csv": "taxon_com",
+        "rare_species/metadata.csv": "taxon_com",
+        "meta-album/INS_Mini/metadata.csv": "asis",
+        "nabirds/metadata.csv": "asis",
+    }
+    root = os.environ.get("BIOCAP_REFERENCE_REPO")
+    for rel, text_type in cases.items():
+        ours = ds.read_classification(reference_data / CLS / rel, rel)
+        assert ours.text_type == text_type, rel
+        if not root:
+            continue
+        sys.path.insert(0, os.path.join(root, "train_and_eval"))
+        try:
+            from imageomics import naming_eval
+        finally:
+            sys.path.pop(0)
+        data = pd.read_csv(reference_data / CLS / rel, index_col=0).fillna("")
+        theirs = list(pd.Series(naming_eval.to_classes(data, text_type)).unique())
+        assert ours.classnames == theirs, rel
+    ohio = ds.read_classification(
+        reference_data / CLS / "camera_trap/ohio-small-animals-balanced.csv", "o"
+    )
+    assert (
+        "Animalia Chordata Amphibia Anura Ranidae Lithobates catesbeianus with common name "
+        "american bullfrog" in ohio.classnames
+    )
+
+
+def _rerank_fixture(folder, shards: int = 2):
+    """A local copy of INQUIRE-Rerank as `huggingface-cli download` leaves it, written by
+    Hugging Face's own datasets library in the released features."""
+    import io
+
+    import datasets
+    from PIL import Image
+
+    from biocap_assets_tests.test_demo_world import RELEASED_INQUIRE_FEATURES
+
+    def jpeg(colour):
+        out = io.BytesIO()
+        Image.new("RGB", (16, 16), colour).save(out, "JPEG")
+        return out.getvalue()
+
+    rows = []
+    for q, (query, group) in enumerate(
+        (("a red bird", "Appearance"), ("a nesting bird", "Behavior"))
+    ):
+        for i in range(6):
+            rows.append(
+                {
+                    "image": {"bytes": jpeg((40 * i, 10 * q, 90)), "path": None},
+                    "query": query,
+                    "relevant": int(i % 3 == 0),
+                    "clip_score": 0.2,
+                    "inat24_image_id": 100 * q + i,
+                    "inat24_file_name": f"train/x/{q}_{i}.jpg",
+                    "supercategory": group,
+                    "category": "c",
+                    "iconic_group": "Birds",
+                    "inat24_species_id": 1,
+                    "inat24_species_name": "Cardinalis cardinalis",
+                    "latitude": 1.0,
+                    "longitude": 2.0,
+                    "location_uncertainty": 3.0,
+                    "date": "2021-01-01",
+                    "license": "cc-by-nc",
+                    "rights_holder": "someone",
+                }
+            )
+    dataset = datasets.Dataset.from_list(
+        rows, features=datasets.Features(RELEASED_INQUIRE_FEATURES)
+    )
+    (folder / "data").mkdir(parents=True)
+    for index in range(shards):
+        dataset.shard(shards, index, contiguous=True).to_parquet(
+            str(folder / "data" / f"test-{index:05d}-of-{shards:05d}.parquet")
+        )
+    return dataset
+
+
+def test_inquire_rerank_is_read_from_its_released_parquet(tmp_path):
+    dataset = _rerank_fixture(tmp_path / "INQUIRE-Rerank")
+    data = ds.read_inquire_rerank(tmp_path / "INQUIRE-Rerank")
+    assert [q.text for q in data.queries] == ["a nesting bird", "a red bird"], "np.unique order"
+    bird = data.queries[1]
+    assert bird.supercategory == "Appearance" and bird.candidates == list(range(6))
+    assert bird.relevant == [1, 0, 0, 1, 0, 0]
+    images = [item for batch in data.iter_images(batch_size=4) for item in batch]
+    assert [i for i, _ in images] == dataset["inat24_image_id"]
+    assert images[0][1] == dataset.with_format("arrow")["image"][0]["bytes"].as_py()
+    # The hub cache layout (huggingface-cli download without --local-dir) is found too.
+    snapshot = tmp_path / "hub/datasets--evendrow--INQUIRE-Rerank/snapshots/abc"
+    snapshot.parent.mkdir(parents=True)
+    (tmp_path / "INQUIRE-Rerank").rename(snapshot)
+    assert ds.find_inquire_rerank([tmp_path / "nowhere", tmp_path / "hub"]) == tmp_path / "hub"
+
+
+def test_inquire_rerank_is_read_from_a_datasets_cache(tmp_path):
+    import datasets
+
+    _rerank_fixture(tmp_path / "download")
+    datasets.load_dataset(
+        "parquet",
+        data_files={"test": str(tmp_path / "download/data/test-*.parquet")},
+        cache_dir=str(tmp_path / "cache"),
+    )
+    assert list((tmp_path / "cache").rglob("*-test.arrow")), "datasets wrote its Arrow cache"
+    data = ds.read_inquire_rerank(tmp_path / "cache")
+    assert [len(q.candidates) for q in data.queries] == [6, 6]
+    assert sum(len(b) for b in data.iter_images()) == 12
+
+
+def test_a_foreign_or_absent_rerank_copy_is_named(tmp_path):
+    with pytest.raises(
+        ds.AnnotationError, match="huggingface-cli download evendrow/INQUIRE-Rerank"
+    ):
+        ds.read_inquire_rerank(tmp_path)
+    bad = tmp_path / "data" / "test-00000-of-00001.parquet"
+    bad.parent.mkdir()
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"query": ["q"], "relevant": [1]}), bad)
+    with pytest.raises(ds.AnnotationError, match="test-00000-of-00001.parquet"):
+        ds.read_inquire_rerank(tmp_path)

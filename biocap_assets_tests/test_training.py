@@ -4,18 +4,16 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import kubernetes_validate
 import pytest
 import torch
 
-from biocap_assets.demo.species import SPECIES
-from biocap_assets.demo.wiki import visual_paragraphs
-from biocap_assets.inference.tasks import TemplateCaptionerAdapter
 from biocap_assets.resources.k8s import PodOptions, training_manifests
-from biocap_assets.shards.rewrite import rewrite_shard
 from biocap_assets.training.model import create_model
 from biocap_assets.training.text_mix import TEXT_TYPES, projector_for, text_type_for_step
+from biocap_assets_tests.conftest import run_train
 
 
 @pytest.fixture(scope="module")
@@ -65,57 +63,6 @@ def test_text_type_sequence_is_reproducible_and_covers_all_types():
     assert set(only) == {"caption"}
     with pytest.raises(ValueError):
         text_type_for_step(0, 0, {"caption": 0.0})
-
-
-@pytest.fixture(scope="module")
-def captioned(demo_world, tmp_path_factory):
-    """The demo shards captioned with the CPU template captioner (no Dagster needed)."""
-    folder = tmp_path_factory.mktemp("captioned")
-    texts = {s.taxon.binomial: " ".join(visual_paragraphs(s)) for s in SPECIES}
-    paths = []
-    for shard in demo_world.train_shards:
-        out = folder / shard.name
-        with shard.open("rb") as src, out.open("wb") as dst:
-            rewrite_shard(
-                src,
-                dst,
-                TemplateCaptionerAdapter(),
-                describe=lambda r: texts.get(f"{r.get('genus', '')} {r.get('species', '')}"),
-            )
-        paths.append(str(out))
-    return paths
-
-
-def run_train(urls, out, config, nproc=0, rank_report="", timeout=600):
-    command = [
-        sys.executable,
-        "-m",
-        "biocap_assets.workers.train",
-        "--train",
-        *urls[:-1],
-        "--val",
-        urls[-1],
-        "--out",
-        str(out),
-        "--train-samples",
-        "580",
-        "--config",
-        json.dumps(config),
-    ]
-    if nproc:
-        command[1:2] = [
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            f"--nproc_per_node={nproc}",
-            "-m",
-        ]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    if rank_report:
-        command += ["--rank-report", rank_report]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
-    assert done.returncode == 0, done.stderr[-4000:]
-    return json.loads(done.stdout[done.stdout.index("{") :])
 
 
 @pytest.mark.slow
@@ -177,3 +124,287 @@ def test_multi_node_manifests_validate(nnodes):
     assert "--node_rank=${JOB_COMPLETION_INDEX}" in command
     assert "biocap-train-a1b2-0.biocap-train-a1b2.biocap.svc.cluster.local:29500" in command
     assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "4"
+
+
+# -- checkpoints in the ecosystem's layouts -----------------------------------------------
+
+
+def _trained_tiny(seed: int = 0):
+    torch.manual_seed(seed)
+    model, _, preprocess, tokenizer = create_model("biocap-tiny")
+    with torch.no_grad():  # make the two heads differ, as training does
+        model.caption_proj.add_(torch.randn_like(model.caption_proj) * 0.1)
+        model.caption_logit_scale.add_(0.3)
+    return model, preprocess, tokenizer
+
+
+def test_the_state_dict_names_the_caption_head_as_the_reference_fork():
+    model, *_ = _trained_tiny()
+    keys = set(model.clip.state_dict())
+    assert {"visual.proj", "visual.caption_proj", "logit_scale", "logit_scale_caption"} <= keys
+    assert not any(k.startswith("clip.") for k in keys)
+
+
+def test_the_export_loads_in_stock_open_clip_with_the_taxonomic_head(tmp_path):
+    import open_clip
+    from upath import UPath
+
+    from biocap_assets.training.checkpoint import export_for_hub, load_export
+    from biocap_assets.training.model import model_config
+
+    model, _, _ = _trained_tiny()
+    folder = export_for_hub(model.clip, model_config("biocap-tiny"), UPath(tmp_path))
+    assert sorted(p.name for p in Path(folder).iterdir()) == [
+        "caption_head.safetensors",
+        "open_clip_config.json",
+        "open_clip_model.safetensors",
+    ]
+    # Stock open_clip, one line, as users load BioCLIP and BioCAP from the hub.
+    clip, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{folder}")
+    tokenizer = open_clip.get_tokenizer(f"local-dir:{folder}")
+    assert type(clip).__name__ == "CLIP"
+    assert torch.equal(clip.visual.proj, model.clip.visual.proj)
+    images = torch.randn(2, 3, 64, 64)
+    tokens = tokenizer(["a photo of a red bird", "a blue fish"])
+    model.eval(), clip.eval()
+    with torch.no_grad():
+        assert torch.allclose(
+            clip.encode_image(images, normalize=True), model.encode_image(images), atol=1e-6
+        )
+        assert torch.allclose(clip.encode_text(tokens, normalize=True), model.encode_text(tokens))
+    # The caption head comes back from its side file, named in the config.
+    config = json.loads((Path(folder) / "open_clip_config.json").read_text())
+    assert config["biocap"]["caption_head"] == "caption_head.safetensors"
+    loaded, _, _ = load_export(folder)
+    assert torch.equal(loaded.caption_proj, model.caption_proj)
+    assert torch.equal(loaded.caption_logit_scale, model.caption_logit_scale)
+    assert not torch.equal(loaded.caption_proj, loaded.clip.visual.proj)
+
+
+def test_the_reference_fork_loads_both_heads_from_an_epoch_checkpoint(tmp_path):
+    """Through the fork's own factory (BIOCAP_REFERENCE_REPO: a checkout of Imageomics/biocap).
+
+    Its loader is not strict and copies visual.proj into a missing caption head, so the
+    loaded caption head must equal ours, not the taxonomic one."""
+    root = os.environ.get("BIOCAP_REFERENCE_REPO")
+    if not root:
+        pytest.skip("BIOCAP_REFERENCE_REPO (a checkout of Imageomics/biocap) is not set")
+    from upath import UPath
+
+    from biocap_assets.training import checkpoint
+    from biocap_assets.training.model import CONFIG_DIR
+
+    model, *_ = _trained_tiny()
+    path = checkpoint.save(
+        UPath(tmp_path),
+        1,
+        {"epoch": 1, "name": "t", "state_dict": model.clip.state_dict(), "optimizer": {}},
+        {},
+    )
+    script = (
+        "import sys, json, torch, open_clip\n"
+        f"open_clip.add_model_config({str(CONFIG_DIR)!r})\n"
+        "cfg = open_clip.get_model_config('biocap-tiny')\n"
+        "m = open_clip.create_model('biocap-tiny', pretrained=sys.argv[1],\n"
+        "    vision_cfg={**cfg['vision_cfg'], 'dual_projector': True})\n"
+        "torch.save({k: v for k, v in m.state_dict().items()}, sys.argv[2])\n"
+    )
+    python = os.environ.get("BIOCAP_REFERENCE_PYTHON", sys.executable)
+    out = tmp_path / "loaded.pt"
+    done = subprocess.run(
+        [python, "-c", script, str(path), str(out)],
+        cwd=Path(root) / "train_and_eval",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    loaded = torch.load(out)
+    assert torch.equal(loaded["visual.caption_proj"], model.caption_proj)
+    assert torch.equal(loaded["logit_scale_caption"], model.caption_logit_scale)
+    assert torch.equal(loaded["visual.proj"], model.clip.visual.proj)
+
+
+def test_resuming_from_the_earlier_checkpoint_layout_keeps_weights_and_optimizer(tmp_path):
+    from upath import UPath
+
+    from biocap_assets.training import checkpoint
+    from biocap_assets.training.loop import group_names, param_groups, resume
+
+    model, _, _ = _trained_tiny()
+    # ... and an optimizer whose parameter order was that wrapper's.
+    legacy_names = [
+        *(k for k in model.clip.state_dict() if "caption" not in k),
+        "caption_proj",
+        "caption_logit_scale",
+    ]
+    params = dict(model.clip.named_parameters())
+    legacy_params = {
+        n: params[{"caption_proj": "visual.caption_proj"}.get(n, n)]
+        if n != "caption_logit_scale"
+        else params["logit_scale_caption"]
+        for n in legacy_names
+        if {
+            "caption_proj": "visual.caption_proj",
+            "caption_logit_scale": "logit_scale_caption",
+        }.get(n, n)
+        in params
+    }
+    exclude = set(group_names(model.clip)[0]) | {"caption_logit_scale"}
+    old_groups = [
+        [n for n in legacy_params if n in exclude],
+        [n for n in legacy_params if n not in exclude],
+    ]
+    old_optimizer = torch.optim.AdamW(
+        [{"params": [legacy_params[n] for n in g]} for g in old_groups], lr=1e-3
+    )
+    for p in legacy_params.values():  # give every parameter its own moment
+        p.grad = torch.full_like(p, 0.5) * (1 + p.numel() % 7)
+    old_optimizer.step()
+    moment_of = {n: old_optimizer.state[legacy_params[n]]["exp_avg"].clone() for n in legacy_params}
+    # The earlier layout: a wrapper whose state dict was clip.* then the caption head.
+    legacy_model = {
+        f"clip.{k}": v for k, v in model.clip.state_dict().items() if "caption" not in k
+    }
+    legacy_model |= {
+        "caption_proj": model.caption_proj.detach().clone(),
+        "caption_logit_scale": model.caption_logit_scale.detach().clone(),
+    }
+    (tmp_path / "run").mkdir()
+    torch.save(
+        {
+            "model": legacy_model,
+            "optimizer": old_optimizer.state_dict(),
+            "step": 40,
+            "model_name": "biocap-tiny",
+        },
+        tmp_path / "run" / "epoch_1.pt",
+    )
+    fresh, *_ = create_model("biocap-tiny")
+    optimizer = torch.optim.AdamW(param_groups(fresh, 0.2), lr=1e-3)
+    step = resume(fresh, optimizer, UPath(tmp_path / "run" / "epoch_1.pt"), "cpu")
+    assert step == 40
+    assert torch.equal(fresh.caption_proj, model.caption_proj)
+    assert torch.equal(fresh.clip.visual.proj, model.clip.visual.proj)
+    new_params = dict(fresh.clip.named_parameters())
+    renamed = {"caption_proj": "visual.caption_proj", "caption_logit_scale": "logit_scale_caption"}
+    for old_name, moment in moment_of.items():
+        param = new_params[renamed.get(old_name, old_name)]
+        assert torch.equal(optimizer.state[param]["exp_avg"], moment), old_name
+    state = checkpoint.load_state(UPath(tmp_path / "run" / "epoch_1.pt"))
+    assert state["legacy_layout"] and "visual.caption_proj" in state["state_dict"]
+
+
+def test_a_file_that_is_not_a_checkpoint_is_named(tmp_path):
+    from upath import UPath
+
+    from biocap_assets.training import checkpoint
+
+    bad = tmp_path / "epoch_1.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(checkpoint.CheckpointError, match="epoch_1.pt: not a readable"):
+        checkpoint.load_state(UPath(bad))
+    torch.save({"weights": {}}, bad)
+    with pytest.raises(checkpoint.CheckpointError, match="neither open_clip_train's layout"):
+        checkpoint.load_state(UPath(bad))
+
+
+# -- gradient accumulation as open_clip_train's --accum-freq --------------------------------
+
+
+def test_accumulation_gives_the_full_batch_loss_and_gradients():
+    from open_clip import ClipLoss
+
+    from biocap_assets.training.loop import contextlib as loop_contextlib
+    from biocap_assets.training.loop import contrastive_step
+
+    torch.manual_seed(0)
+    model, _, _, tokenizer = create_model("biocap-tiny")
+    model.eval()  # no dropout: both ways see the same network
+    images = torch.randn(8, 3, 64, 64)
+    tokens = tokenizer([f"a photo of bird number {i}" for i in range(8)])
+    loss_fn = ClipLoss()
+
+    def grads():
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    model.zero_grad()
+    full = contrastive_step(
+        model, loss_fn, [(images, tokens)], "caption", loop_contextlib.nullcontext
+    )
+    full_grads = grads()
+    model.zero_grad()
+    accumulated = contrastive_step(
+        model,
+        loss_fn,
+        [(images[i : i + 2], tokens[i : i + 2]) for i in range(0, 8, 2)],
+        "caption",
+        loop_contextlib.nullcontext,
+    )
+    accum_grads = grads()
+    assert accumulated == pytest.approx(full, abs=1e-5), "the loss of the whole batch"
+    small = contrastive_step(
+        model, loss_fn, [(images[:2], tokens[:2])], "caption", loop_contextlib.nullcontext
+    )
+    assert abs(small - full) > 0.1, "a micro-batch alone is a different (smaller) contrast"
+    for name, grad in full_grads.items():
+        expected = grad * 4 if "logit_scale" in name else grad  # as open_clip_train
+        assert torch.allclose(accum_grads[name], expected, atol=1e-5, rtol=1e-4), name
+
+
+# -- initial weights -------------------------------------------------------------------------
+
+
+def test_pretrained_weights_from_a_local_file_start_the_run(tmp_path, captioned):
+    import open_clip
+
+    from biocap_assets.training.model import register_model_configs
+
+    register_model_configs()
+    torch.manual_seed(123)
+    start = open_clip.create_model("biocap-tiny")
+    torch.save({"state_dict": start.state_dict()}, tmp_path / "start.pt")
+    config = {
+        "epochs": 1,
+        "batch_size": 16,
+        "samples_per_epoch": 16,
+        "warmup": 1,
+        "lr": 0.0,
+        "pretrained": str(tmp_path / "start.pt"),
+    }
+    run_train(captioned, tmp_path / "run", config)
+    state = torch.load(tmp_path / "run" / "epoch_1.pt", weights_only=False)["state_dict"]
+    assert torch.equal(state["visual.proj"], start.visual.proj), "lr 0: the weights given"
+    assert torch.equal(state["visual.caption_proj"], start.visual.proj), "caption head copied"
+
+
+def test_offline_without_weights_fails_at_once_with_what_to_do(monkeypatch, tmp_path):
+    from biocap_assets.training.pretrained import PretrainedUnavailable, check
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(PretrainedUnavailable, match="HF_HUB_OFFLINE") as info:
+        check("ViT-B-16", "openai")
+    assert "huggingface-cli download timm/vit_base_patch16_clip_224.openai" in str(info.value)
+    assert "pretrained: /models/" in str(info.value)
+    with pytest.raises(PretrainedUnavailable, match="no such file"):
+        check("ViT-B-16", str(tmp_path / "missing.bin"))
+    with pytest.raises(PretrainedUnavailable, match="no pretrained tag 'openai' for 'biocap-tiny'"):
+        check("biocap-tiny", "openai")
+    assert check("biocap-tiny", None).kind == "none"
+    # What a cached download looks like to huggingface_hub: then the run may start.
+    snapshot = tmp_path / "empty/hub/models--timm--vit_base_patch16_clip_224.openai/snapshots/abc"
+    snapshot.mkdir(parents=True)
+    (snapshot / "open_clip_pytorch_model.bin").write_bytes(b"weights")
+    refs = snapshot.parent.parent / "refs"
+    refs.mkdir()
+    (refs / "main").write_text("abc")
+    assert check("ViT-B-16", "openai").kind == "cached"
+
+
+def test_the_upstream_preset_fine_tunes_openai_clip():
+    from biocap_assets.training.config import PRESETS
+
+    assert PRESETS["upstream"].model == "ViT-B-16"
+    assert PRESETS["upstream"].pretrained == "openai", "slurm/train.sh: --pretrained 'openai'"
+    assert PRESETS["demo"].pretrained is None

@@ -1,20 +1,25 @@
-"""eval_reports: zero-shot, retrieval and INQUIRE rerank for the latest checkpoint.
+"""eval_reports: zero-shot, retrieval and INQUIRE-Rerank for the latest checkpoint.
 
 (No `from __future__ import annotations` here: Dagster reads these annotations.)
 
-The ``evaluate`` worker computes the metrics; this step appends them to DuckDB
-``eval_results`` (history kept: re-evaluations add rows with a new timestamp)
-and writes the report (Markdown + self-contained HTML) next to the checkpoint.
-A weekly schedule re-evaluates the latest checkpoint; a sensor evaluates every
-new one.
+The ``evaluate`` worker computes the metrics the way BioCAP's own scripts do (see
+``evaluation/runner.py``); this step writes them to DuckDB ``eval_results`` (one row per
+checkpoint, head, task, dataset and metric: re-evaluating a checkpoint replaces its rows)
+and the report (Markdown + self-contained HTML, led by the paper's two tables) next to
+the checkpoint. A dataset of the suite that cannot be evaluated (no local copy of
+INQUIRE-Rerank, say) is logged, listed in the metadata and fails the
+``every_dataset_evaluated`` check by name. A weekly schedule re-evaluates the latest
+checkpoint; a sensor evaluates every new one.
 """
 
+import contextlib
 import io
 import json
 from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
+import duckdb as duckdb_module
 import pandas as pd
 import pyarrow.parquet as pq
 from upath import UPath
@@ -28,13 +33,27 @@ from biocap_assets.resources import LauncherResource, SourcesResource, StorageRe
 from biocap_assets.resources.duckdb import BiocapDuckDB, retry_on_conflict
 from biocap_assets.shards.io import open_read
 
-RESULT_COLUMNS = ["checkpoint", "task", "dataset", "metric", "value", "chance", "n", "evaluated_at"]
+RESULT_COLUMNS = [
+    "checkpoint",
+    "head",
+    "task",
+    "dataset",
+    "metric",
+    "value",
+    "chance",
+    "n",
+    "evaluated_at",
+]
 
 
 class EvalConfig(dg.Config):
     suite_file: str = ""
     """A YAML suite; default: $BIOCAP_EVAL_DATA (the upstream data/eval folder, images under
     $BIOCAP_EVAL_IMAGES), or the demo's suite."""
+    head: str = "taxonomic"
+    """Image head for retrieval and INQUIRE: taxonomic (as BioCAP's scripts) or caption."""
+    retrieval_template: str = "a photo of{caption}"
+    """How retrieval captions are encoded; the reference's is literally this (no space)."""
 
 
 def resolve_suite(config: EvalConfig, sources: SourcesResource, context, launcher):
@@ -43,33 +62,58 @@ def resolve_suite(config: EvalConfig, sources: SourcesResource, context, launche
     data = sources.eval_data
     if data:
         images = sources.eval_images or str(Path(data) / "images")
-        return suite_from_data_dir(Path(data), Path(images)), f"upstream layout {data}"
+        specs = suite_from_data_dir(Path(data), Path(images), sources.inquire_rerank or None)
+        return specs, f"upstream layout {data}"
     world = sources.demo_world(context, launcher)
-    return suite_from_data_dir(world.data_dir / "eval", world.eval_images), "demo (synthetic)"
+    specs = suite_from_data_dir(world.data_dir / "eval", world.eval_images)
+    return specs, "demo (synthetic)"
 
 
 def _write_results(duckdb: BiocapDuckDB, frame: pd.DataFrame) -> pd.DataFrame:
-    """Append this evaluation; return the headline history of earlier checkpoints."""
+    """Replace this checkpoint's rows for its head; return the other checkpoints' rows."""
+    checkpoint, head = frame["checkpoint"].iloc[0], frame["head"].iloc[0]
 
-    def append() -> None:
+    def replace() -> None:
         with duckdb.get_connection() as connection:
             connection.register("incoming", frame)
             connection.execute(
                 "CREATE TABLE IF NOT EXISTS main.eval_results AS SELECT * FROM incoming LIMIT 0"
             )
-            connection.execute("INSERT INTO main.eval_results BY NAME SELECT * FROM incoming")
-            connection.unregister("incoming")
+            columns = {
+                r[0]
+                for r in connection.execute(
+                    "SELECT column_name FROM (DESCRIBE main.eval_results)"
+                ).fetchall()
+            }
+            if "head" not in columns:  # a table written before heads were recorded
+                connection.execute("ALTER TABLE main.eval_results ADD COLUMN head VARCHAR")
+            connection.execute("BEGIN TRANSACTION")
+            try:
+                connection.execute(
+                    "DELETE FROM main.eval_results WHERE checkpoint = ? "
+                    "AND coalesce(head, 'taxonomic') = ?",
+                    [checkpoint, head],
+                )
+                connection.execute("INSERT INTO main.eval_results BY NAME SELECT * FROM incoming")
+                connection.execute("COMMIT")
+            except Exception:
+                # a failed COMMIT has already ended the transaction: keep its error
+                with contextlib.suppress(duckdb_module.TransactionException):
+                    connection.execute("ROLLBACK")
+                raise
+            finally:
+                connection.unregister("incoming")
 
-    retry_on_conflict(append)
+    retry_on_conflict(replace)
     with duckdb.get_connection() as connection:
         history = connection.execute(
-            "SELECT checkpoint, task, dataset, metric, arg_max(value, evaluated_at) AS value "
-            "FROM main.eval_results WHERE checkpoint <> ? AND metric IN "
-            "('top1', 'text_to_image_R@1', 'AP') GROUP BY ALL ORDER BY task, dataset, "
-            "checkpoint",
-            [frame["checkpoint"].iloc[0]],
+            "SELECT checkpoint, coalesce(head, 'taxonomic') AS head, task, dataset, metric, "
+            "arg_max(value, evaluated_at) AS value, max(evaluated_at) AS evaluated_at "
+            "FROM main.eval_results WHERE checkpoint <> ? GROUP BY ALL "
+            "ORDER BY evaluated_at, checkpoint, task, dataset, metric",
+            [checkpoint],
         ).df()
-    return history
+    return history.drop(columns=["evaluated_at"])
 
 
 @dg.asset(
@@ -80,7 +124,7 @@ def _write_results(duckdb: BiocapDuckDB, frame: pd.DataFrame) -> pd.DataFrame:
     kinds={"pytorch", "duckdb"},
     owners=OWNERS,
     pool="gpu",
-    code_version="1",
+    code_version="2",
     check_specs=[
         dg.AssetCheckSpec(
             "every_dataset_evaluated",
@@ -89,10 +133,11 @@ def _write_results(duckdb: BiocapDuckDB, frame: pd.DataFrame) -> pd.DataFrame:
         )
     ],
     description=(
-        "Zero-shot classification (top-1/top-5), text-image retrieval (Recall@1/5/10 both "
-        "ways) and INQUIRE rerank (AP, nDCG, MRR per supercategory) of the latest "
-        "checkpoint; rows in DuckDB `eval_results`, a Markdown and HTML report next to the "
-        "checkpoint. Every number comes with its chance level."
+        "Zero-shot classification (top-1/3/5, 81 templates), text-image retrieval "
+        "(Recall@1/5/10 both ways) and INQUIRE-Rerank (AP, nDCG, MRR per supercategory) of "
+        "the latest checkpoint, computed as BioCAP's own scripts compute them; rows in "
+        "DuckDB `eval_results`; a Markdown and HTML report with the paper's two tables "
+        "next to the checkpoint. Every number comes with its chance level."
     ),
 )
 def eval_reports(
@@ -106,17 +151,22 @@ def eval_reports(
 ) -> dg.MaterializeResult:
     summary = json.loads(clip_checkpoint.read_text())
     checkpoint = summary["checkpoint"]
+    model_path = summary.get("export") or checkpoint
     specs, label = resolve_suite(config, sources, context, launcher)
     if not specs:
         raise dg.Failure(f"no evaluation dataset found ({label})")
+    not_evaluated = {spec.name: spec.missing for spec in specs if spec.missing}
+    for name, why in not_evaluated.items():
+        context.log.warning(f"{name} is not evaluated: {why}")
     output = storage.path("eval", context.run_id, "results.parquet")
     launcher.run(
         context,
         "evaluate",
         extras={
-            "checkpoint": checkpoint,
+            "checkpoint": model_path,
             "output": str(output),
             "specs": [spec.__dict__ for spec in specs],
+            "options": {"head": config.head, "retrieval_template": config.retrieval_template},
         },
     )
     with open_read(str(output)) as f:
@@ -126,14 +176,21 @@ def eval_reports(
     frame["evaluated_at"] = datetime.now(UTC)
     frame = frame[RESULT_COLUMNS]
     history = _write_results(duckdb, frame)
-    markdown, page = render(checkpoint, frame, history)
+    markdown, page = render(
+        checkpoint,
+        frame,
+        history,
+        not_evaluated,
+        label=UPath(checkpoint).parent.name,
+        real_benchmarks=not label.startswith("demo"),
+    )
     run_dir = UPath(summary["run_dir"])
     stem = f"report-epoch_{summary['epochs']}"
     for suffix, text in ((".md", markdown), (".html", page)):
         (run_dir / f"{stem}{suffix}").write_text(text)
     table = headline(frame)
     below = table[table["value"] <= table["chance"]]
-    missing = sorted({spec.name for spec in specs} - set(frame["dataset"]))
+    missing = sorted(({spec.name for spec in specs} - set(frame["dataset"])) | set(not_evaluated))
     nan_rows = frame[frame["value"].isna()]
     bars = [
         (f"{r.dataset} {r.metric}", float(r.value), float(r.chance)) for r in table.itertuples()
@@ -142,10 +199,13 @@ def eval_reports(
         metadata={
             "source": label,
             "checkpoint": dg.MetadataValue.path(checkpoint),
+            "model": dg.MetadataValue.path(model_path),
+            "head": config.head,
             "report_html": dg.MetadataValue.path(str(run_dir / f"{stem}.html")),
             "report_markdown": dg.MetadataValue.path(str(run_dir / f"{stem}.md")),
             "datasets": len(specs),
             "rows": len(frame),
+            "not_evaluated": dg.MetadataValue.json(not_evaluated),
             "headline": dg.MetadataValue.md(table.to_markdown(index=False, floatfmt=".2f")),
             "datasets_at_or_below_chance": len(below),
             "headline_plot": dg.MetadataValue.md(
@@ -156,8 +216,12 @@ def eval_reports(
             dg.AssetCheckResult(
                 check_name="every_dataset_evaluated",
                 passed=not missing and nan_rows.empty,
+                description=(
+                    f"not evaluated: {', '.join(missing)}" if missing else "all evaluated"
+                ),
                 metadata={
                     "missing": dg.MetadataValue.json(missing),
+                    "why": dg.MetadataValue.json(not_evaluated),
                     "nan_rows": len(nan_rows),
                 },
             )

@@ -4,8 +4,11 @@
 
 Trains on every captioned shard but the last ``val_shards`` ones, which are held
 out for validation. The run folder is named after the run and the data version
-(a hash of the shard statistics), so re-materializing with the same data resumes
-the run from its latest checkpoint, and new data starts a new run.
+(a hash of each captioned shard's content digest, as the caption worker recorded it,
+with its backend, model and prompt), so re-materializing with the same data resumes
+the run from its latest checkpoint, and new data (re-captioned with another prompt,
+temperature or seed included) starts a new run. Where the initial weights come from
+(``openai`` for the upstream recipe) is checked before the worker is launched.
 """
 
 import hashlib
@@ -19,7 +22,8 @@ import pyarrow as pa
 from biocap_assets.assets.taxa import OWNERS
 from biocap_assets.plots import markdown_image, svg_lines
 from biocap_assets.resources import LauncherResource, SourcesResource, StorageResource
-from biocap_assets.training.config import PRESETS
+from biocap_assets.training.config import PRESETS, TrainConfig
+from biocap_assets.training.pretrained import PretrainedUnavailable, check
 
 
 class TrainingConfig(dg.Config):
@@ -36,12 +40,14 @@ class TrainingConfig(dg.Config):
     """TrainConfig fields over the preset, e.g. {"epochs": 2, "lr": 5e-4}."""
 
 
+# What identifies a captioned shard's content; the digest is the output tar's sha256.
+VERSION_KEYS = ("shard", "samples", "captioned", "backend", "model", "prompt_sha256", "sha256")
+
+
 def data_version(stats: pa.Table) -> str:
-    rows = sorted(
-        (r["shard"], r["samples"], r["captioned"], r["backend"], r["model"])
-        for r in stats.to_pylist()
-    )
-    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:12]
+    """A short hash of what the training data is: every shard's identity and content."""
+    rows = sorted(tuple(r.get(k) for k in VERSION_KEYS) for r in stats.to_pylist())
+    return hashlib.sha256(json.dumps(rows, default=str).encode()).hexdigest()[:12]
 
 
 def split_shards(stats: pa.Table, val_shards: int) -> tuple[list[dict], list[dict]]:
@@ -118,6 +124,17 @@ def clip_checkpoint(
         preset = "upstream" if sources.shards_url else "demo"
     if preset not in PRESETS:
         raise dg.Failure(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    try:
+        train_config = TrainConfig.from_dict(
+            {**PRESETS[preset].as_dict(), **dict(config.overrides)}
+        )
+    except (TypeError, ValueError) as exc:
+        raise dg.Failure(f"training overrides: {exc}") from exc
+    try:
+        weights = check(train_config.model, train_config.pretrained)
+    except PretrainedUnavailable as exc:
+        raise dg.Failure(f"initial weights unavailable: {exc}") from exc
+    context.log.info(f"initial weights of {train_config.model}: {weights.kind} ({weights.detail})")
     train_rows, val_rows = split_shards(captioned_shards, config.val_shards)
     version = data_version(captioned_shards)
     run_dir = storage.path("checkpoints", f"{config.run_name}-{version}")
@@ -169,6 +186,8 @@ def clip_checkpoint(
             "run_dir": dg.MetadataValue.path(str(run_dir)),
             "preset": preset,
             "model": value["model"],
+            "initial_weights": f"{train_config.pretrained or 'none'} ({weights.kind})",
+            "export": dg.MetadataValue.path(result.get("export", "")),
             "data_version": version,
             **{
                 k: result[k]

@@ -23,6 +23,13 @@ BACKGROUNDS = {
     "foliage": (95, 140, 75),
     "water": (95, 150, 200),
 }
+# How a caption says where the specimen was photographed.
+BACKGROUND_PHRASES = {
+    "light": "Photographed against a pale plain background.",
+    "dark": "Photographed against dark surroundings.",
+    "foliage": "Photographed among green foliage.",
+    "water": "Photographed in open blue water.",
+}
 _SUPERSAMPLE = 2
 
 

@@ -2,9 +2,10 @@
 
 - zero-shot: Rare Species' ``metadata.csv`` (``,kingdom,phylum,cls,...,filepath,class``);
 - retrieval: Cornell Bird's ``,id,source_url,captions,md5``, captions led by the name;
-- INQUIRE: the queries CSV, ``inquire_annotations.csv`` (every relevant image) and
-  the rerank candidates (100 per query, with relevance), where some relevant
-  images are left out of the 100 as in the real benchmark.
+- INQUIRE: the queries CSV, ``inquire_annotations.csv`` (every relevant image) and the
+  rerank set in the released INQUIRE-Rerank schema (100 candidates per query, with
+  relevance and the image bytes), where some relevant images are left out of the 100 as
+  in the real benchmark.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class PoolImage:
     species: DemoSpecies
     background: str
     count: int
+    inat24_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -155,20 +157,50 @@ def rerank_candidates(
             }
             for im in relevant
         ]
-        chosen = rng.sample(relevant, max(1, int(len(relevant) * recall)))
+        # a tiny world's pool may hold no image for a query: then it has none to find
+        chosen = rng.sample(relevant, min(len(relevant), max(1, int(len(relevant) * recall))))
         chosen += rng.sample(irrelevant, n_candidates - len(chosen))
         rng.shuffle(chosen)
-        candidates += [
-            {
-                "query_id": q.query_id,
-                "rank": rank,
-                "image_id": im.image_id,
-                "image_path": f"{im.image_id}.jpg",
-                "relevant": int(q.relevant(im)),
-            }
-            for rank, im in enumerate(chosen)
-        ]
+        candidates += [{"query": q, "image": im, "relevant": int(q.relevant(im))} for im in chosen]
     return candidates, annotations
+
+
+def rerank_rows(
+    candidates: list[dict], encoded: dict[str, bytes], rng: random.Random
+) -> list[dict]:
+    """Candidate rows in INQUIRE-Rerank's released columns."""
+    rows = []
+    for c in candidates:
+        q, im = c["query"], c["image"]
+        t = im.species.taxon
+        folder = "_".join(r.capitalize() if i < 6 else r for i, r in enumerate(t.ranks) if r)
+        rows.append(
+            {
+                "image": {"bytes": encoded[im.image_id], "path": f"{im.image_id}.jpg"},
+                "query": q.text,
+                "relevant": c["relevant"],
+                "clip_score": round(rng.uniform(0.18, 0.34), 6),
+                "inat24_image_id": im.inat24_id,
+                "inat24_file_name": f"train/{folder}/{im.image_id}.jpg",
+                "supercategory": q.supercategory,
+                "category": q.category,
+                "iconic_group": q.iconic_group,
+                "inat24_species_id": abs(hash_int(t.binomial or t.family)) % 100_000,
+                "inat24_species_name": t.binomial or t.family,
+                "latitude": round(rng.uniform(-40, 60), 5),
+                "longitude": round(rng.uniform(-120, 150), 5),
+                "location_uncertainty": float(rng.randint(5, 500)),
+                "date": f"2021-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+                "license": "CC-BY-NC",
+                "rights_holder": "biocap demo world",
+            }
+        )
+    return rows
+
+
+def hash_int(text: str) -> int:
+    """A stable integer of a string (Python's hash() changes between runs)."""
+    return int(hashlib.md5(text.encode()).hexdigest()[:8], 16)
 
 
 def md5_hex(data: bytes) -> str:

@@ -22,16 +22,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from biocap_assets.demo import evalsets
-from biocap_assets.demo.draw import BACKGROUNDS, draw_specimen, jpeg_bytes
+from biocap_assets.demo.draw import BACKGROUND_PHRASES, BACKGROUNDS, draw_specimen, jpeg_bytes
 from biocap_assets.demo.species import INCOMPLETE_ROWS, SPECIES, DemoSpecies
 from biocap_assets.demo.wiki import build_wiki, visual_paragraphs
+from biocap_assets.evaluation.datasets import write_inquire_rerank_parquet
 from biocap_assets.shards.naming import shard_filename
 from biocap_assets.shards.tarwrite import DeterministicTarWriter
 from biocap_assets.shards.texts import Taxon, sample_texts
 
 DEMO_SEED = 20251024
 # Bump when the generator's output changes, so old worlds are rebuilt.
-DEMO_VERSION = 3
+DEMO_VERSION = 4
 
 CATALOG_COLUMNS = (
     "split",
@@ -318,27 +319,28 @@ def _write_world(root: Path, seed: int, sizes: DemoSizes) -> dict:
     )
     counts["zero_shot_images"] = len(zs_rows)
 
-    # Retrieval set, Cornell Bird format.
+    # Retrieval set, Cornell Bird format. Every image gets its own caption (its species'
+    # visual sentence and its own background), so Recall@k never hangs on a tie.
     rt_rows = []
     for sp in species:
         label = sp.taxon.common.title().replace(" ", "_")
-        for _ in range(sizes.retrieval_per_species):
+        combos = [(p, b) for p in visual_paragraphs(sp) for b in sorted(BACKGROUNDS)]
+        for paragraph, background in rng.sample(combos, sizes.retrieval_per_species):
             image_id = str(rng.randint(1_000_000, 99_999_999))
-            data = jpeg_bytes(
-                draw_specimen(
-                    sp, rng, size=sizes.image_size, background=rng.choice(list(BACKGROUNDS))
-                )
-            )
+            data = jpeg_bytes(draw_specimen(sp, rng, size=sizes.image_size, background=background))
             (images / "demo_captions").mkdir(parents=True, exist_ok=True)
             (images / "demo_captions" / f"{image_id}.jpg").write_bytes(data)
             rt_rows.append(
                 {
                     "id": image_id,
                     "source_url": f"demo_captions/{image_id}.jpg",
-                    "captions": f"{label}, {rng.choice(visual_paragraphs(sp))}",
+                    "captions": f"{label}, {paragraph} {BACKGROUND_PHRASES[background]}",
                     "md5": evalsets.md5_hex(data),
                 }
             )
+    captions = [r["captions"] for r in rt_rows]
+    if len(set(captions)) != len(captions):
+        raise AssertionError("demo retrieval captions must be unique")
     _write_csv(
         root / "data" / "eval" / "retrieval_annotations" / "demo_captions.csv",
         ("id", "source_url", "captions", "md5"),
@@ -347,23 +349,26 @@ def _write_world(root: Path, seed: int, sizes: DemoSizes) -> dict:
     )
     counts["retrieval_pairs"] = len(rt_rows)
 
-    # INQUIRE-style rerank set.
+    # INQUIRE: the queries and annotations in the upstream data/ layout, and the rerank
+    # set as evendrow/INQUIRE-Rerank is released (Parquet under data/, images inside).
     pool = []
-    (images / "inquire").mkdir(parents=True)
-    for _ in range(sizes.inquire_pool):
+    for index in range(sizes.inquire_pool):
         im = evalsets.PoolImage(
             _uuid(rng),
             rng.choice(species),
             rng.choice(list(BACKGROUNDS)),
             2 if rng.random() < 0.25 else 1,
+            inat24_id=1_000_000 + index,
         )
-        data = jpeg_bytes(
+        pool.append(im)
+    encoded = {
+        im.image_id: jpeg_bytes(
             draw_specimen(
                 im.species, rng, size=sizes.image_size, background=im.background, count=im.count
             )
         )
-        (images / "inquire" / f"{im.image_id}.jpg").write_bytes(data)
-        pool.append(im)
+        for im in pool
+    }
     queries = evalsets.inquire_queries(species)
     candidates, annotations = evalsets.rerank_candidates(queries, pool, rng)
     inquire = root / "data" / "eval" / "inquire_annotations"
@@ -385,10 +390,9 @@ def _write_world(root: Path, seed: int, sizes: DemoSizes) -> dict:
     _write_csv(
         inquire / "inquire_annotations.csv", ("query_id", "image_id", "image_path"), annotations
     )
-    _write_csv(
-        inquire / "inquire_rerank_candidates.csv",
-        ("query_id", "rank", "image_id", "image_path", "relevant"),
-        candidates,
+    write_inquire_rerank_parquet(
+        root / "data" / "eval" / "inquire_rerank" / "data" / "test-00000-of-00001.parquet",
+        evalsets.rerank_rows(candidates, encoded, rng),
     )
     counts["inquire_queries"] = len(queries)
     counts["inquire_pool_images"] = len(pool)

@@ -1,10 +1,19 @@
-"""Metrics as pure functions over score matrices (numpy), defined as in the papers.
+"""Metrics as pure functions over score matrices, defined as BioCAP's own scripts define them.
 
-- zero-shot: top-k accuracy of image-vs-class scores;
-- retrieval: Recall@k both ways, a hit when any correct item is within the top k;
-- INQUIRE rerank: per query, AP and nDCG (scikit-learn) over its candidates, with
-  the relevant images missing from the candidates appended at the bottom of the
-  ranking, and MRR (reciprocal rank of the first relevant; 0 without one).
+- zero-shot (``train_and_eval/evaluation/zero_shot_iid.py``): top-k accuracy of
+  image-vs-class scores, for k in 1, min(classes, 3), min(classes, 5), with ``torch.topk``
+  picking the k best classes;
+- retrieval (``retrieval_openclip.py``): the i-th image and the i-th caption are a pair;
+  Recall@k both ways is the share of rows i whose partner is among the last k of
+  ``similarity[i].argsort()`` (torch's, not stable: ties fall as torch's sort leaves them);
+- INQUIRE rerank (``eval_rerank_with_clip.py`` and INQUIRE's ``src/metrics.py``, which are
+  identical): per query, INQUIRE's ``compute_retrieval_metrics`` over the ranked candidates
+  with ``count_pos``, the number of relevant images. The reference counts only the relevant
+  images among the candidates (``count_pos = sum(y_true)``); counting every relevant image
+  of the query (a named option) gives INQUIRE's full-recall normalisation. AP is scikit-learn's
+  average precision times ``hits / min(count_pos, k)``; nDCG is scikit-learn's ``ndcg_score``
+  at k with the relevant images that are not candidates appended last at score -100; MRR is
+  the reciprocal rank of the first relevant image in ``np.flip(np.argsort(scores))``.
 """
 
 from __future__ import annotations
@@ -12,66 +21,104 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.metrics import average_precision_score, ndcg_score
+import sklearn.metrics
+import torch
+
+ZERO_SHOT_KS = (1, 3, 5)
+RECALL_KS = (1, 5, 10)
+
+
+def zero_shot_ks(n_classes: int) -> tuple[int, ...]:
+    """The reference's cut-offs: 1, min(C, 3), min(C, 5), duplicates dropped."""
+    return tuple(dict.fromkeys(min(k, n_classes) for k in ZERO_SHOT_KS))
 
 
 def topk_accuracy(scores: np.ndarray, labels: Sequence[int], k: int = 1) -> float:
-    """Share of rows whose true label is among the k highest scores (ties: lower index)."""
-    scores = np.asarray(scores, dtype=np.float64)
-    labels = np.asarray(labels)
+    """Share of rows whose true label is among ``torch.topk``'s k best columns."""
+    scores = torch.as_tensor(np.asarray(scores, dtype=np.float32))
     if scores.shape[0] == 0:
         return float("nan")
     k = min(k, scores.shape[1])
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    return float(np.mean([labels[i] in order[i] for i in range(len(labels))]))
+    predicted = scores.topk(k, 1, True, True)[1]
+    target = torch.as_tensor(np.asarray(labels, dtype=np.int64)).view(-1, 1)
+    return int(predicted.eq(target).any(dim=1).sum()) / scores.shape[0]
 
 
-def recall_at_k(scores: np.ndarray, positives: Sequence[set[int]], k: int) -> float:
-    """Share of queries (rows) with a positive column among their top k."""
-    scores = np.asarray(scores, dtype=np.float64)
-    if scores.shape[0] == 0:
-        return float("nan")
-    k = min(k, scores.shape[1])
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    return float(
-        np.mean([bool(positives[i] & set(order[i].tolist())) for i in range(scores.shape[0])])
-    )
+def pair_recalls(similarity: np.ndarray, ks: Sequence[int] = RECALL_KS) -> dict[int, float]:
+    """Recall@k for each k: the share of rows i with column i among ``argsort()[-k:]``.
+
+    The very call of ``retrieval_openclip.py``: ``torch.argsort`` of each row, in float32.
+    Its sort is not stable, so which of two equal scores ranks higher is torch's choice;
+    calling it the same way keeps ours the reference's wherever the scores are the same.
+    """
+    rows = torch.as_tensor(np.asarray(similarity, dtype=np.float32))
+    n = rows.shape[0]
+    if n == 0:
+        return {k: float("nan") for k in ks}
+    hits = dict.fromkeys(ks, 0)
+    for i in range(n):
+        order = rows[i].argsort()
+        for k in ks:
+            hits[k] += int(i in order[-k:])
+    return {k: hits[k] / n for k in ks}
 
 
-def retrieval_metrics(
-    similarity: np.ndarray, image_of_text: Sequence[int], ks: Sequence[int] = (1, 5, 10)
-) -> dict[str, float]:
-    """``similarity[i, j]``: image i vs text j; text j describes image ``image_of_text[j]``."""
-    n_images = similarity.shape[0]
-    texts_of_image: list[set[int]] = [set() for _ in range(n_images)]
-    for j, i in enumerate(image_of_text):
-        texts_of_image[i].add(j)
-    out = {}
-    for k in ks:
-        out[f"image_to_text_R@{k}"] = recall_at_k(similarity, texts_of_image, k)
-        out[f"text_to_image_R@{k}"] = recall_at_k(similarity.T, [{i} for i in image_of_text], k)
-    return out
+def pair_recall_at_k(similarity: np.ndarray, k: int) -> float:
+    return pair_recalls(similarity, (k,))[k]
+
+
+def retrieval_metrics(similarity: np.ndarray, ks: Sequence[int] = RECALL_KS) -> dict[str, float]:
+    """``similarity[i, j]``: image i against caption j, row i's caption being caption i."""
+    image_to_text = pair_recalls(similarity, ks)
+    text_to_image = pair_recalls(np.asarray(similarity).T, ks)
+    return {
+        **{f"image_to_text_R@{k}": image_to_text[k] for k in ks},
+        **{f"text_to_image_R@{k}": text_to_image[k] for k in ks},
+    }
+
+
+def ndcg_at_k(y_true: np.ndarray, y_pred: np.ndarray, count_pos: int, k: int) -> float:
+    """INQUIRE's nDCG@k: relevant images not among the candidates count as ranked last."""
+    unknown = int(count_pos - np.sum(y_true))
+    expanded_true = list(y_true) + [1] * unknown
+    expanded_pred = list(y_pred) + [-100] * unknown
+    return float(sklearn.metrics.ndcg_score([expanded_true], [expanded_pred], k=k))
+
+
+def ap_at_k(y_true: np.ndarray, y_pred: np.ndarray, count_pos: int, k: int) -> float:
+    """INQUIRE's AP@k: scikit-learn's AP rescaled by hits / min(count_pos, k)."""
+    hits = np.sum(y_true[:k])
+    if hits == 0:
+        return 0.0
+    unnormalised = sklearn.metrics.average_precision_score(y_true[:k], y_pred[:k])
+    return float(unnormalised * hits / min(count_pos, k))
+
+
+def mrr(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Reciprocal rank of the first relevant item in ``np.flip(np.argsort(y_pred))``."""
+    order = np.flip(np.argsort(y_pred))
+    ranked = np.asarray(y_true)[order]
+    hits = np.flatnonzero(ranked == 1)
+    return float(1 / (hits[0] + 1)) if hits.size else 0.0
 
 
 def rerank_metrics(
-    scores: Sequence[float], relevant: Sequence[int], missing_relevant: int = 0
+    scores: Sequence[float], relevant: Sequence[int], count_pos: int | None = None
 ) -> dict[str, float]:
-    """AP, nDCG and MRR of one query's candidates ranked by ``scores``.
+    """AP, nDCG and MRR of one query's candidates (fractions, not percent).
 
-    ``missing_relevant`` relevant images were not among the candidates: they count as
-    ranked below every candidate, so AP and nDCG cannot reach 1 without them.
+    ``count_pos``: the relevant images of the query; default (the reference's choice),
+    those among the candidates.
     """
-    scores = np.asarray(scores, dtype=np.float64)
-    relevant = np.asarray(relevant, dtype=np.int64)
-    if missing_relevant:
-        floor = scores.min() if scores.size else 0.0
-        # strictly below every candidate and each other: a ranking, not a tie
-        scores = np.concatenate([scores, floor - np.arange(1, missing_relevant + 1)])
-        relevant = np.concatenate([relevant, np.ones(missing_relevant, dtype=np.int64)])
-    if relevant.sum() == 0:
-        return {"AP": 0.0, "nDCG": 0.0, "MRR": 0.0}
-    ap = float(average_precision_score(relevant, scores))
-    ndcg = float(ndcg_score(relevant[None, :], scores[None, :]))
-    order = np.argsort(-scores, kind="stable")
-    first = int(np.flatnonzero(relevant[order])[0])
-    return {"AP": ap, "nDCG": ndcg, "MRR": 1.0 / (first + 1)}
+    y_pred = np.asarray(scores, dtype=np.float64)
+    y_true = np.asarray(relevant, dtype=np.int64)
+    if count_pos is None:
+        count_pos = int(y_true.sum())
+    if count_pos < y_true.sum():
+        raise ValueError(f"count_pos {count_pos} is below the {y_true.sum()} relevant candidates")
+    k = len(y_true)
+    return {
+        "AP": ap_at_k(y_true, y_pred, count_pos, k),
+        "nDCG": ndcg_at_k(y_true, y_pred, count_pos, k) if count_pos else 0.0,
+        "MRR": mrr(y_true, y_pred),
+    }

@@ -1,14 +1,26 @@
-"""Evaluate one checkpoint on a suite of datasets (runs in the ``evaluate`` worker).
+"""Evaluate one model on a suite of datasets (runs in the ``evaluate`` worker).
 
-Image embeddings are computed once per image and projector, in batches, and
-reused across datasets. Zero-shot uses the taxonomic projector and open_clip's
-zero-shot classifier over the 80 OpenAI ImageNet templates; retrieval and INQUIRE
-(free text) use the caption projector. Every metric row carries its chance level.
-Images that are missing are counted and reported, and left out of the denominators.
+By default every task follows BioCAP's own scripts (``train_and_eval/evaluation``):
+
+- zero-shot (``zero_shot_iid.py``): the taxonomic image head (``visual.proj``, the first
+  image output), a classifier of 81 templates (``a photo of {c}.`` then OpenAI's 80, the
+  fork's ``openai_imagenet_template``), top-1/3/5; images opened as ``img_loader`` does
+  (RGBA and palette images converted to RGB before the model's transform);
+- retrieval (``retrieval_openclip.py``): the taxonomic head, each caption encoded as
+  ``f"a photo of{caption}"`` (literally, no space), images opened ``.convert("RGB")``;
+- INQUIRE-Rerank (``eval_rerank_with_clip.py``): the taxonomic head, the bare query text,
+  images decoded from the released Parquet as ``datasets`` decodes them.
+
+``EvalOptions`` names every choice that may differ (the caption head for retrieval and
+INQUIRE, another retrieval template); each metric row records the head it used. Image
+embeddings are computed once per image, loader and head, in batches. Every metric row
+carries its chance level. Missing images are counted, reported, and left out.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,12 +30,37 @@ import numpy as np
 import open_clip
 import torch
 from PIL import Image
-from upath import UPath
 
 from biocap_assets.evaluation import datasets as ds
 from biocap_assets.evaluation import metrics
 from biocap_assets.training import checkpoint as ckpt
-from biocap_assets.training.model import DualProjectionCLIP, create_model
+from biocap_assets.training.model import CAPTION, HEADS, TAXONOMIC, DualProjectionCLIP
+
+# The reference fork's ``open_clip_train.imagenet_zeroshot_data.openai_imagenet_template``:
+# "a photo of {c}." followed by OpenAI's 80 ImageNet templates, as open_clip ships them.
+REFERENCE_TEMPLATES = (lambda c: f"a photo of {c}.", *open_clip.OPENAI_IMAGENET_TEMPLATES)
+# retrieval_openclip.py: tokenizer([f"a photo of{caption}"]), no space after "of".
+REFERENCE_RETRIEVAL_TEMPLATE = "a photo of{caption}"
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    head: str = TAXONOMIC
+    """Image head for retrieval and INQUIRE; the reference uses the taxonomic one. Zero-shot
+    always scores with the taxonomic head (its class names are taxonomic texts)."""
+    retrieval_template: str = REFERENCE_RETRIEVAL_TEMPLATE
+    """How a retrieval caption is written before encoding; ``{caption}`` is replaced."""
+    precision: str = "reference"
+    """reference: image embeddings under the autocast each script runs on this device
+    (INQUIRE's bfloat16 on CPU included), so the numbers are the scripts'; fp32: none."""
+
+    def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
+        if self.precision not in ("reference", "fp32"):
+            raise ValueError(f"precision must be reference or fp32, got {self.precision!r}")
+        if "{caption}" not in self.retrieval_template:
+            raise ValueError("retrieval_template must contain {caption}")
 
 
 @dataclass
@@ -34,113 +71,218 @@ class MetricRow:
     value: float  # in percent
     chance: float  # in percent
     n: int
+    head: str = TAXONOMIC
+
+
+def _local_copy(url: str) -> Path:
+    """An export folder on object storage, copied to a temporary local folder."""
+    import tempfile
+
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(url)
+    target = Path(tempfile.mkdtemp(prefix="biocap-export-"))
+    for name in fs.ls(path, detail=False):
+        with fs.open(name, "rb") as src:
+            (target / Path(name).name).write_bytes(src.read())
+    return target
 
 
 def load_model(path: str, device: str = "cpu"):
+    """(model, eval transform, tokenizer) from an export folder (through stock open_clip's
+    ``local-dir:``) or from an epoch checkpoint (``epoch_N.pt``)."""
+    from biocap_assets.shards.io import is_local, local_path
+
+    if path.endswith(ckpt.EXPORT_DIR) or not path.endswith(".pt"):
+        folder = Path(local_path(path)) if is_local(path) else _local_copy(path)
+        return ckpt.load_export(folder, device)
+    from upath import UPath
+
+    from biocap_assets.training.model import create_model
+
     state = ckpt.load_state(UPath(path), device)
+    if not state.get("model_name"):
+        raise ckpt.CheckpointError(f"{path}: no model_name; evaluate its export folder instead")
     model, _, preprocess, tokenizer = create_model(state["model_name"], device=device)
-    model.load_state_dict(state["model"])
+    model.clip.load_state_dict(state["state_dict"])
     model.eval()
     return model, preprocess, tokenizer
 
 
+# How each reference script opens an image before the model's transform.
+def open_as_zero_shot(data: bytes | Path) -> Image.Image:
+    image = Image.open(data if isinstance(data, Path) else io.BytesIO(data))
+    return image.convert("RGB") if image.mode in ("RGBA", "P") else image
+
+
+def open_as_retrieval(data: bytes | Path) -> Image.Image:
+    return Image.open(data if isinstance(data, Path) else io.BytesIO(data)).convert("RGB")
+
+
+def open_as_datasets(data: bytes | Path) -> Image.Image:
+    return Image.open(data if isinstance(data, Path) else io.BytesIO(data))
+
+
+@dataclass(frozen=True)
+class Style:
+    """How one reference script turns an image into a normalised embedding."""
+
+    name: str
+    opener: Callable[[bytes | Path], Image.Image]
+    autocast_devices: tuple[str, ...]  # device types on which the script runs autocast
+    in_place: bool  # ``x /= x.norm()`` (keeps a low-precision dtype) or F.normalize
+
+
+STYLES = {
+    # zero_shot_iid.py: precision "amp" -> torch.cuda.amp.autocast (a no-op on CPU)
+    "zero_shot": Style("zero_shot", open_as_zero_shot, ("cuda",), in_place=False),
+    # retrieval_openclip.py: no autocast, one image at a time
+    "retrieval": Style("retrieval", open_as_retrieval, (), in_place=True),
+    # eval_rerank_with_clip.py: torch.autocast(device), bfloat16 on CPU, float16 on CUDA
+    "inquire": Style("inquire", open_as_datasets, ("cpu", "cuda"), in_place=True),
+}
+
+
 class ImageEmbedder:
     def __init__(
-        self, model: DualProjectionCLIP, preprocess: Callable, device: str, batch_size: int = 128
+        self,
+        model: DualProjectionCLIP,
+        preprocess: Callable,
+        device: str,
+        batch_size: int = 128,
+        precision: str = "reference",
     ):
         self.model, self.preprocess, self.device = model, preprocess, device
         self.batch_size = batch_size
-        self._cache: dict[tuple[str, str], np.ndarray] = {}
+        self.precision = precision
+        self._cache: dict[tuple, np.ndarray] = {}
         self.missing: set[str] = set()
 
     @torch.no_grad()
-    def embed(self, paths: list[Path], projector: str) -> dict[str, np.ndarray]:
-        """Embeddings of the images that exist, by path string."""
+    def _encode(self, images: list[Image.Image], head: str, style: Style) -> np.ndarray:
+        tensors = torch.stack([self.preprocess(im) for im in images]).to(self.device)
+        device_type = torch.device(self.device).type
+        autocast = self.precision == "reference" and device_type in style.autocast_devices
+        context = torch.autocast(device_type) if autocast else contextlib.nullcontext()
+        with context:
+            features = self.model.encode_image(tensors, head, normalize=False)
+            if style.in_place:
+                features /= features.norm(dim=-1, keepdim=True)
+            else:
+                features = torch.nn.functional.normalize(features, dim=-1)
+        return features.float().cpu().numpy()
+
+    def embed_files(self, paths: list[Path], head: str, style: Style) -> dict[str, np.ndarray]:
+        """Embeddings of the image files that exist and decode, by path string."""
         todo = [
             p
             for p in dict.fromkeys(str(p) for p in paths)
-            if (p, projector) not in self._cache and p not in self.missing
+            if (p, style.name, head) not in self._cache and p not in self.missing
         ]
         for start in range(0, len(todo), self.batch_size):
-            batch, tensors = [], []
+            batch, images = [], []
             for path in todo[start : start + self.batch_size]:
                 try:
-                    with Image.open(path) as image:
-                        tensors.append(self.preprocess(image.convert("RGB")))
+                    image = style.opener(Path(path))
+                    image.load()
+                    images.append(image)
                     batch.append(path)
-                except (FileNotFoundError, OSError):
+                except (FileNotFoundError, OSError, ValueError, Image.DecompressionBombError):
                     self.missing.add(path)
             if batch:
-                features = (
-                    self.model.encode_image(torch.stack(tensors).to(self.device), projector)
-                    .cpu()
-                    .numpy()
-                )
+                features = self._encode(images, head, style)
                 self._cache.update(
-                    {(p, projector): f for p, f in zip(batch, features, strict=True)}
+                    {(p, style.name, head): f for p, f in zip(batch, features, strict=True)}
                 )
         return {
-            str(p): self._cache[(str(p), projector)]
+            str(p): self._cache[(str(p), style.name, head)]
             for p in paths
-            if (str(p), projector) in self._cache
+            if (str(p), style.name, head) in self._cache
         }
+
+    def embed_encoded(
+        self, items: list[tuple[int, bytes]], head: str, style: Style
+    ) -> dict[int, np.ndarray]:
+        images, ids = [], []
+        for image_id, data in items:
+            try:
+                image = style.opener(data)
+                image.load()
+                images.append(image)
+                ids.append(image_id)
+            except (OSError, ValueError, Image.DecompressionBombError):
+                self.missing.add(f"image {image_id}")
+        return dict(zip(ids, self._encode(images, head, style), strict=True)) if images else {}
 
 
 @torch.no_grad()
-def _texts(model: DualProjectionCLIP, tokenizer, texts: list[str], device: str) -> np.ndarray:
+def encode_texts(
+    model: DualProjectionCLIP, tokenizer, texts: list[str], device: str, autocast: bool = False
+) -> np.ndarray:
+    """Normalised text embeddings; equal strings are encoded once, so their scores tie
+    exactly, as they do in the reference's one-at-a-time loop. ``autocast``: float16 on CUDA
+    (INQUIRE's script encodes its queries under ``torch.cuda.amp.autocast``)."""
+    unique = list(dict.fromkeys(texts))
     out = []
-    for start in range(0, len(texts), 256):
-        tokens = tokenizer(texts[start : start + 256]).to(device)
-        out.append(model.encode_text(tokens).cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, 1))
-
-
-def _available(
-    task: str, name: str, root: Path, images: list[str], projector: str, embedder: ImageEmbedder
-) -> tuple[dict[str, np.ndarray], list[int], MetricRow]:
-    """Embeddings of the images found, their indices, and the missing-images row."""
-    found = embedder.embed([root / p for p in images], projector)
-    keep = [i for i, p in enumerate(images) if str(root / p) in found]
-    missing = MetricRow(task, name, "missing_images", len(images) - len(keep), 0.0, len(images))
-    return found, keep, missing
+    on_cuda = torch.device(device).type == "cuda"
+    for start in range(0, len(unique), 256):
+        tokens = tokenizer(unique[start : start + 256]).to(device)
+        context = torch.autocast("cuda") if autocast and on_cuda else contextlib.nullcontext()
+        with context:
+            features = model.encode_text(tokens, normalize=False)
+            features /= features.norm(dim=-1, keepdim=True)
+        out.append(features.float().cpu().numpy())
+    if not out:
+        return np.zeros((0, 1), dtype=np.float32)
+    table = dict(zip(unique, np.concatenate(out), strict=True))
+    return np.stack([table[t] for t in texts])
 
 
 def zero_shot(
-    spec: ds.DatasetSpec, model, tokenizer, embedder: ImageEmbedder, device: str
+    spec: ds.DatasetSpec, model, tokenizer, embedder: ImageEmbedder, device: str, options
 ) -> list[MetricRow]:
     data = ds.read_classification(Path(spec.annotation), spec.name, spec.label_format)
     root = Path(spec.image_root)
-    found, keep, missing = _available(
-        "zero_shot", spec.name, root, data.images, "taxonomic", embedder
-    )
+    found = embedder.embed_files([root / p for p in data.images], TAXONOMIC, STYLES["zero_shot"])
+    keep = [i for i, p in enumerate(data.images) if str(root / p) in found]
+    rows = [
+        MetricRow(
+            "zero_shot",
+            spec.name,
+            "missing_images",
+            len(data.images) - len(keep),
+            0.0,
+            len(data.images),
+        )
+    ]
+    if not keep:
+        return rows
     classifier = (
         open_clip.build_zero_shot_classifier(
             model,
             tokenizer,
             data.classnames,
-            open_clip.OPENAI_IMAGENET_TEMPLATES,
+            REFERENCE_TEMPLATES,
             num_classes_per_batch=10,
             device=device,
             use_tqdm=False,
         )
+        .float()
         .cpu()
         .numpy()
     )
-    n_classes = len(data.classnames)
-    rows = [missing]
-    if not keep:
-        return rows
     features = np.stack([found[str(root / data.images[i])] for i in keep])
     scores = features @ classifier
     labels = [data.labels[i] for i in keep]
-    for k in (1, 5):
+    n_classes = len(data.classnames)
+    for k in metrics.zero_shot_ks(n_classes):
         rows.append(
             MetricRow(
                 "zero_shot",
                 spec.name,
                 f"top{k}",
                 100 * metrics.topk_accuracy(scores, labels, k),
-                100 * min(k, n_classes) / n_classes,
+                100 * k / n_classes,
                 len(keep),
             )
         )
@@ -148,36 +290,38 @@ def zero_shot(
 
 
 def retrieval(
-    spec: ds.DatasetSpec, model, tokenizer, embedder: ImageEmbedder, device: str
+    spec: ds.DatasetSpec, model, tokenizer, embedder: ImageEmbedder, device: str, options
 ) -> list[MetricRow]:
     data = ds.read_retrieval(Path(spec.annotation), spec.name)
     root = Path(spec.image_root)
-    found, keep, missing = _available(
-        "retrieval", spec.name, root, data.images, "caption", embedder
-    )
-    rows = [missing]
+    head = options.head
+    found = embedder.embed_files([root / p for p in data.images], head, STYLES["retrieval"])
+    keep = [i for i, p in enumerate(data.images) if str(root / p) in found]
+    rows = [
+        MetricRow(
+            "retrieval",
+            spec.name,
+            "missing_images",
+            len(data.images) - len(keep),
+            0.0,
+            len(data.images),
+            head,
+        )
+    ]
     if not keep:
         return rows
-    new_index = {old: new for new, old in enumerate(keep)}
-    caption_ids = [j for j, i in enumerate(data.image_of_caption) if i in new_index]
     images = np.stack([found[str(root / data.images[i])] for i in keep])
-    texts = _texts(model, tokenizer, [data.captions[j] for j in caption_ids], device)
-    owners = [new_index[data.image_of_caption[j]] for j in caption_ids]
-    values = metrics.retrieval_metrics(images @ texts.T, owners)
-    n_i, n_t = len(keep), len(caption_ids)
-    for name, value in values.items():
+    texts = encode_texts(
+        model,
+        tokenizer,
+        [options.retrieval_template.replace("{caption}", data.captions[i]) for i in keep],
+        device,
+    )
+    n = len(keep)
+    for name, value in metrics.retrieval_metrics(images @ texts.T).items():
         k = int(name.split("@")[1])
-        per_image = n_t / n_i
-        chance = min(1.0, k * per_image / n_t) if name.startswith("image") else min(1.0, k / n_i)
         rows.append(
-            MetricRow(
-                "retrieval",
-                spec.name,
-                name,
-                100 * value,
-                100 * chance,
-                n_i if name.startswith("image") else n_t,
-            )
+            MetricRow("retrieval", spec.name, name, 100 * value, 100 * min(1.0, k / n), n, head)
         )
     return rows
 
@@ -188,29 +332,35 @@ def inquire(
     tokenizer,
     embedder: ImageEmbedder,
     device: str,
+    options,
     chance_draws: int = 20,
 ) -> list[MetricRow]:
-    queries = ds.read_inquire(
-        Path(spec.annotation),
-        Path(spec.candidates),
-        Path(spec.relevance) if spec.relevance else None,
+    data = ds.read_inquire_rerank(Path(spec.annotation))
+    head = options.head
+    wanted = {i for q in data.queries for i in q.candidates}
+    features: dict[int, np.ndarray] = {}
+    for batch in data.iter_images(embedder.batch_size):
+        todo = [(i, b) for i, b in batch if i in wanted and i not in features]
+        features.update(embedder.embed_encoded(todo, head, STYLES["inquire"]))
+    text = encode_texts(
+        model,
+        tokenizer,
+        [q.text for q in data.queries],
+        device,
+        autocast=options.precision == "reference",
     )
-    root = Path(spec.image_root)
-    found = embedder.embed([root / p for q in queries for p in q.candidates], "caption")
-    text = _texts(model, tokenizer, [q.text for q in queries], device)
     rng = random.Random(0)
     per_query, chance_per_query, missing = [], [], 0
-    for q, query_text in zip(queries, text, strict=True):
-        keep = [i for i, p in enumerate(q.candidates) if str(root / p) in found]
+    for q, query_text in zip(data.queries, text, strict=True):
+        keep = [i for i, c in enumerate(q.candidates) if c in features]
         missing += len(q.candidates) - len(keep)
-        feats = np.stack([found[str(root / q.candidates[i])] for i in keep])
+        if not keep:
+            continue
+        scores = np.stack([features[q.candidates[i]] for i in keep]) @ query_text
         relevant = [q.relevant[i] for i in keep]
-        scores = feats @ query_text
-        per_query.append(
-            (q.supercategory, metrics.rerank_metrics(scores, relevant, q.missing_relevant))
-        )
+        per_query.append((q.supercategory, metrics.rerank_metrics(scores, relevant)))
         draws = [
-            metrics.rerank_metrics([rng.random() for _ in keep], relevant, q.missing_relevant)
+            metrics.rerank_metrics(np.array([rng.random() for _ in keep]), relevant)
             for _ in range(chance_draws)
         ]
         chance_per_query.append(
@@ -226,7 +376,8 @@ def inquire(
             "missing_images",
             missing,
             0.0,
-            sum(len(q.candidates) for q in queries),
+            sum(len(q.candidates) for q in data.queries),
+            head,
         )
     ]
     groups = sorted({s for s, _ in per_query})
@@ -243,6 +394,7 @@ def inquire(
                     100 * float(np.mean([m[metric] for m in chosen])),
                     100 * float(np.mean([m[metric] for m in base])),
                     len(chosen),
+                    head,
                 )
             )
     return rows
@@ -252,16 +404,25 @@ RUNNERS = {"zero_shot": zero_shot, "retrieval": retrieval, "inquire_rerank": inq
 
 
 def evaluate(
-    checkpoint: str,
+    model_path: str,
     specs: list[ds.DatasetSpec],
     log: Callable[[str], None],
     device: str | None = None,
+    options: EvalOptions | None = None,
 ) -> list[MetricRow]:
+    """Metric rows for every dataset that can be evaluated; the others are logged."""
+    options = options or EvalOptions()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model, preprocess, tokenizer = load_model(checkpoint, device)
-    embedder = ImageEmbedder(model, preprocess, device)
+    model, preprocess, tokenizer = load_model(model_path, device)
+    embedder = ImageEmbedder(model, preprocess, device, precision=options.precision)
     rows: list[MetricRow] = []
     for spec in specs:
+        if spec.missing:
+            log(f"not evaluating {spec.task} {spec.name}: {spec.missing}")
+            continue
         log(f"evaluating {spec.task} on {spec.name}")
-        rows += RUNNERS[spec.task](spec, model, tokenizer, embedder, device)
+        rows += RUNNERS[spec.task](spec, model, tokenizer, embedder, device, options)
     return rows
+
+
+__all__ = ["CAPTION", "EvalOptions", "MetricRow", "evaluate", "load_model"]

@@ -39,6 +39,9 @@ class SourcesResource(dg.ConfigurableResource):
     wiki_contact: str = Field(default="", description="BIOCAP_WIKI_CONTACT (User-Agent)")
     eval_data: str = Field(default="", description="BIOCAP_EVAL_DATA (upstream data/eval)")
     eval_images: str = Field(default="", description="BIOCAP_EVAL_IMAGES (image root)")
+    inquire_rerank: str = Field(
+        default="", description="BIOCAP_INQUIRE_RERANK (local copy of INQUIRE-Rerank)"
+    )
     demo_seed: int = DEMO_SEED
 
     @property

@@ -9,10 +9,13 @@ from biocap_assets.training.text_mix import UNIFORM
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Defaults are BioCAP's published recipe (ViT-B/16, 2 nodes x 4 GPUs)."""
+    """Defaults are BioCAP's published recipe (``slurm/train.sh``: ViT-B/16 fine-tuned from
+    OpenAI CLIP, 2 nodes x 4 GPUs)."""
 
     model: str = "ViT-B-16"
-    pretrained: str | None = None  # a local checkpoint path, or "openai" if cached
+    # An open_clip pretrained tag (weights through open_clip's own download and cache), or
+    # a local checkpoint file; "" or None: random initialisation.
+    pretrained: str | None = "openai"
     batch_size: int = 4096  # per device
     lr: float = 1e-4
     warmup: int = 500
@@ -51,6 +54,7 @@ UPSTREAM = TrainConfig()
 DEMO = replace(
     UPSTREAM,
     model="biocap-tiny",
+    pretrained=None,
     batch_size=32,
     lr=1e-3,
     warmup=20,

@@ -4,9 +4,11 @@ Run one process per device (``torchrun --nproc_per_node=N -m biocap_assets.worke
 gloo on CPU, NCCL on GPU. Each step draws one text type for the global batch
 (``text_mix``), uses the caption projector for captions and the taxonomic one
 otherwise, and applies open_clip's ``ClipLoss`` (local loss with gather-with-grad
-as in the upstream recipe). Gradient accumulation here sums the loss of
-``accum_freq`` successive batches, each contrasted within itself: it saves
-memory, it does not enlarge the contrastive batch.
+as in the upstream recipe). Gradient accumulation (``accum_freq``) enlarges the
+contrastive batch as open_clip_train's ``--accum-freq`` does: the features of every
+micro-batch are computed without gradients first, then each micro-batch is computed
+again with gradients and contrasted against all the others' cached features, so the
+loss is the loss of the whole accumulated batch.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from biocap_assets.progress import format_seconds
 from biocap_assets.training import checkpoint
 from biocap_assets.training.config import TrainConfig
 from biocap_assets.training.data import eval_pipeline, loader, train_pipeline
-from biocap_assets.training.model import DualProjectionCLIP, create_model
+from biocap_assets.training.model import DualProjectionCLIP, create_model, model_config
 from biocap_assets.training.text_mix import TEXT_TYPES, projector_for, text_type_for_step
 
 
@@ -74,16 +76,26 @@ def cosine_lr(step: int, base_lr: float, warmup: int, total: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress))) * base_lr
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on weight matrices only: not on biases, norms, logit scales."""
+def group_names(model: torch.nn.Module) -> list[list[str]]:
+    """Names of the trainable parameters without and with weight decay, in model order.
+
+    As open_clip_train: no decay on biases, norms, logit scales and other vectors.
+    """
 
     def exclude(name: str, p: torch.Tensor) -> bool:
         return p.ndim < 2 or any(k in name for k in ("bn", "ln", "bias", "logit_scale"))
 
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    return [[n for n, p in named if exclude(n, p)], [n for n, p in named if not exclude(n, p)]]
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: weight decay on weight matrices only."""
+    params = dict(model.named_parameters())
+    no_decay, decay = group_names(model)
     return [
-        {"params": [p for n, p in named if exclude(n, p)], "weight_decay": 0.0},
-        {"params": [p for n, p in named if not exclude(n, p)], "weight_decay": weight_decay},
+        {"params": [params[n] for n in no_decay], "weight_decay": 0.0},
+        {"params": [params[n] for n in decay], "weight_decay": weight_decay},
     ]
 
 
@@ -158,7 +170,84 @@ def _finished(summary: dict, path: UPath, out_dir: UPath, config: TrainConfig, e
         "world_size": env.world_size,
         "model": config.model,
         "checkpoint": str(path),
+        "export": str(out_dir / checkpoint.EXPORT_DIR),
     }
+
+
+def _saved_groups(names: list[str], clip: torch.nn.Module) -> list[list[str]]:
+    """The optimizer groups an earlier-layout checkpoint was saved with, by name."""
+    params = dict(clip.named_parameters())
+    order = [n for n in names if n in params and params[n].requires_grad]
+    no_decay = set(group_names(clip)[0])
+    return [[n for n in order if n in no_decay], [n for n in order if n not in no_decay]]
+
+
+def resume(model: DualProjectionCLIP, optimizer: torch.optim.Optimizer, path: UPath, device) -> int:
+    """Load a checkpoint (either layout) into ``model`` and ``optimizer``; its step."""
+    state = checkpoint.load_state(path, device)
+    model.clip.load_state_dict(state["state_dict"])
+    optimizer_state = state["optimizer"]
+    if "optimizer_param_names" in state:
+        optimizer_state = checkpoint.reorder_optimizer_state(
+            optimizer_state,
+            _saved_groups(state["optimizer_param_names"], model.clip),
+            group_names(model.clip),
+        )
+    optimizer.load_state_dict(optimizer_state)
+    return int(state.get("step", 0))
+
+
+def contrastive_step(
+    ddp: torch.nn.Module,
+    loss_fn: ClipLoss,
+    micro_batches: list[tuple[torch.Tensor, torch.Tensor]],
+    projector: str,
+    autocast: Callable[[], contextlib.AbstractContextManager],
+) -> float:
+    """Gradients of one step over ``micro_batches`` (accumulated into ``.grad``); its loss.
+
+    One micro-batch: a plain forward and backward. Several: open_clip_train's
+    ``--accum-freq``. Features of every micro-batch are cached without gradients; then
+    each micro-batch is run again with gradients and its features spliced among the
+    cached ones, so every backward is of the loss over the whole accumulated batch. As
+    there, the logit scale (and bias) is live in every one of these passes, so its
+    gradient is ``len(micro_batches)`` times the full-batch one; all other parameters get
+    exactly the full-batch gradient.
+    """
+
+    def loss_of(out: dict) -> torch.Tensor:
+        return loss_fn(
+            out["image_features"], out["text_features"], out["logit_scale"], out["logit_bias"]
+        )
+
+    sync_context = getattr(ddp, "no_sync", None)
+    if len(micro_batches) == 1:
+        images, texts = micro_batches[0]
+        with autocast():
+            loss = loss_of(ddp(images, texts, projector))
+        loss.backward()
+        return loss.item()
+    cached: dict[str, list[torch.Tensor]] = {"image_features": [], "text_features": []}
+    with torch.no_grad(), autocast():
+        for images, texts in micro_batches:
+            out = ddp(images, texts, projector)
+            for key in cached:
+                cached[key].append(out[key])
+    loss_value = float("nan")
+    for j, (images, texts) in enumerate(micro_batches):
+        last = j == len(micro_batches) - 1
+        context = contextlib.nullcontext() if last or sync_context is None else sync_context()
+        with context:
+            with autocast():
+                out = ddp(images, texts, projector)
+                spliced = {
+                    key: torch.cat(chunks[:j] + [out[key]] + chunks[j + 1 :])
+                    for key, chunks in cached.items()
+                }
+                loss = loss_of({**out, **spliced})
+            loss.backward()
+        loss_value = loss.item()
+    return loss_value
 
 
 def train(
@@ -193,18 +282,19 @@ def train(
         epoch, path, summary = found
         if env.is_main:
             log(f"{out_dir} already holds the final epoch {epoch}: nothing to train")
+            if not (out_dir / checkpoint.EXPORT_DIR / checkpoint.CONFIG_NAME).exists():
+                resume(model, optimizer, path, env.device)
+                checkpoint.export_for_hub(model.clip, model_config(config.model), out_dir)
         if dist.is_initialized():
             dist.barrier()
             dist.destroy_process_group()
         return _finished(summary, path, out_dir, config, env) if env.is_main else {}
     if found is not None:
         epoch, path, summary = found
-        state = checkpoint.load_state(path, env.device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        saved_step = resume(model, optimizer, path, env.device)
         start_epoch, history = epoch, summary.get("history", [])
         if env.is_main:
-            log(f"resuming from {path} (epoch {epoch}, step {state['step']})")
+            log(f"resuming from {path} (epoch {epoch}, step {saved_step})")
 
     ddp = (
         DistributedDataParallel(model, find_unused_parameters=True) if env.world_size > 1 else model
@@ -245,27 +335,19 @@ def train(
             text_types_seen.append(text_type)
             column, projector = TEXT_TYPES.index(text_type), projector_for(text_type)
             optimizer.zero_grad(set_to_none=True)
-            step_loss = 0.0
-            for micro in range(config.accum_freq):
+            micro_batches = []
+            for _ in range(config.accum_freq):
                 images, tokens = next(batches)
-                images = images.to(env.device, non_blocking=True)
-                texts = tokens[:, column].to(env.device, non_blocking=True)
-                sync = micro == config.accum_freq - 1 or env.world_size == 1
-                context = contextlib.nullcontext() if sync else ddp.no_sync()
-                with context, _autocast(config, env.device):
-                    out = ddp(images, texts, projector)
-                    loss = (
-                        loss_fn(
-                            out["image_features"],
-                            out["text_features"],
-                            out["logit_scale"],
-                            out["logit_bias"],
-                        )
-                        / config.accum_freq
+                micro_batches.append(
+                    (
+                        images.to(env.device, non_blocking=True),
+                        tokens[:, column].to(env.device, non_blocking=True),
                     )
-                    loss.backward()
-                step_loss += loss.item()
+                )
                 window_samples += images.shape[0]
+            step_loss = contrastive_step(
+                ddp, loss_fn, micro_batches, projector, lambda: _autocast(config, env.device)
+            )
             optimizer.step()
             model.clamp_logit_scales()
             step += 1
@@ -308,13 +390,19 @@ def train(
                 out_dir,
                 epoch + 1,
                 {
-                    "model": model.state_dict(),
+                    # open_clip_train's layout (its main.py writes these four keys)
+                    "epoch": epoch + 1,
+                    "name": out_dir.name,
+                    "state_dict": model.clip.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "step": step,
                     "model_name": config.model,
                 },
                 summary,
             )
+            if epoch + 1 == config.epochs:
+                export = checkpoint.export_for_hub(model.clip, model_config(config.model), out_dir)
+                log(f"exported the final model for open_clip ('local-dir:{export}')")
             log(
                 f"epoch {epoch + 1}/{config.epochs} done: train loss {last_loss:.4f} {val} "
                 f"-> {path}"
@@ -345,6 +433,7 @@ def train(
             "world_size": env.world_size,
             "model": config.model,
             "checkpoint": str(out_dir / f"epoch_{config.epochs}.pt"),
+            "export": str(out_dir / checkpoint.EXPORT_DIR),
         }
     if dist.is_initialized():
         dist.barrier()

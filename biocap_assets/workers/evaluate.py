@@ -1,6 +1,9 @@
-"""Worker: evaluate a checkpoint on a suite (``python -m biocap_assets.workers.evaluate``).
+"""Worker: evaluate a model on a suite (``python -m biocap_assets.workers.evaluate``).
 
-Writes one Parquet of metric rows (task, dataset, metric, value, chance, n).
+``--checkpoint`` is an export folder (``checkpoints/<run>/export``, loaded through stock
+open_clip) or an epoch checkpoint. Writes one Parquet of metric rows (task, dataset,
+metric, value, chance, n, head). ``--head caption`` scores retrieval and INQUIRE with the
+caption head instead of the reference's taxonomic one.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from biocap_assets.evaluation.datasets import DatasetSpec, load_suite
-from biocap_assets.evaluation.runner import evaluate
+from biocap_assets.evaluation.runner import EvalOptions, evaluate
 from biocap_assets.shards.io import atomic_open
 from biocap_assets.workers.runtime import run_main, worker_context
 
@@ -24,8 +27,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint")
     parser.add_argument("--suite", help="a suite YAML file")
     parser.add_argument("--output", help="Parquet of metric rows")
+    parser.add_argument("--head", choices=("taxonomic", "caption"))
     args, _ = parser.parse_known_args(argv)
-    cli = {k: v for k, v in vars(args).items() if v}
+    cli = {k: v for k, v in vars(args).items() if v and k != "head"}
+    if args.head:
+        cli["options"] = {"head": args.head}
     with worker_context(cli) as ctx:
         extras = ctx.extras
         if extras.get("specs"):
@@ -36,7 +42,8 @@ def main(argv: list[str] | None = None) -> None:
             specs = load_suite(Path(extras["suite"]))
         else:
             parser.error("a suite (--suite) or the 'specs' extra is required")
-        rows = evaluate(extras["checkpoint"], specs, ctx.log.info)
+        options = EvalOptions(**(extras.get("options") or {}))
+        rows = evaluate(extras["checkpoint"], specs, ctx.log.info, options=options)
         table = pa.Table.from_pylist([asdict(r) for r in rows])
         buffer = io.BytesIO()
         pq.write_table(table, buffer)

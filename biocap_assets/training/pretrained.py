@@ -1,0 +1,115 @@
+"""Where the initial weights of a training run come from, checked before any GPU is asked for.
+
+``pretrained`` is what open_clip's factory takes: an open_clip tag (``openai`` for the
+upstream recipe), whose weights open_clip downloads from the Hugging Face hub into its
+cache, or a local checkpoint file (a path or ``file://`` URL). The training step calls
+:func:`check` first: a run that would only find out on its GPU pod, minutes later, that
+it cannot get its weights fails at once with what to do instead.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+# What open_clip's download_pretrained_from_hf looks for, in its order of preference.
+_HUB_FILES = (
+    "open_clip_model.safetensors",
+    "open_clip_pytorch_model.safetensors",
+    "open_clip_pytorch_model.bin",
+)
+
+
+class PretrainedUnavailable(RuntimeError):
+    """The initial weights cannot be had; the message says how to provide them."""
+
+
+@dataclass(frozen=True)
+class Pretrained:
+    kind: str  # none | file | cached | hub
+    detail: str
+
+
+def hub_cache() -> str:
+    """The Hugging Face hub cache as the environment names it now (huggingface_hub reads
+    it once, at import)."""
+    home = os.environ.get("HF_HOME") or os.path.expanduser("~/.cache/huggingface")
+    return os.environ.get("HF_HUB_CACHE") or os.path.join(home, "hub")
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def _how_to(model: str, tag: str, repo: str) -> str:
+    return (
+        f"Provide them in one of two ways: download them where the training workers' "
+        f"Hugging Face cache is (HF_HOME), e.g. `huggingface-cli download {repo}`, or "
+        f"save them as a file and pass its path, e.g. training config "
+        f"`overrides: {{pretrained: /models/{model}-{tag}.bin}}` (any checkpoint "
+        f"open_clip.create_model('{model}', pretrained=<path>) loads)."
+    )
+
+
+def check(model: str, pretrained: str | None, timeout: float = 10.0) -> Pretrained:
+    """Raise :class:`PretrainedUnavailable` unless the run can get its initial weights."""
+    import open_clip
+
+    if not pretrained:
+        return Pretrained("none", "random initialisation")
+    parsed = urlparse(pretrained)
+    if parsed.scheme == "file" or os.sep in pretrained or Path(pretrained).suffix:
+        path = Path(parsed.path if parsed.scheme == "file" else pretrained)
+        if not path.is_file():
+            raise PretrainedUnavailable(
+                f"pretrained weights {pretrained!r}: no such file (on the machine that runs "
+                "the training step; the workers must see the same path)"
+            )
+        return Pretrained("file", str(path))
+    cfg = open_clip.get_pretrained_cfg(model, pretrained)
+    if not cfg:
+        tags = open_clip.list_pretrained_tags_by_model(model)
+        raise PretrainedUnavailable(
+            f"open_clip has no pretrained tag {pretrained!r} for {model!r}"
+            + (f"; it has {', '.join(tags)}" if tags else "; it has none for this model")
+            + ". Use a local checkpoint file instead (overrides: {pretrained: /path/to/file})."
+        )
+    repo = (cfg.get("hf_hub") or "").rstrip("/")
+    if repo:
+        from huggingface_hub import try_to_load_from_cache
+
+        for filename in _HUB_FILES:
+            cached = try_to_load_from_cache(repo, filename, cache_dir=hub_cache())
+            if isinstance(cached, str):
+                return Pretrained("cached", cached)
+        if _offline():
+            raise PretrainedUnavailable(
+                f"the {model} weights of tag {pretrained!r} ({repo}) are not in the Hugging "
+                f"Face cache and HF_HUB_OFFLINE is set, so open_clip cannot download them. "
+                + _how_to(model, pretrained, repo)
+            )
+        from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+        errors = []
+        for filename in _HUB_FILES:
+            try:
+                get_hf_file_metadata(hf_hub_url(repo, filename), timeout=timeout)
+                return Pretrained("hub", f"{repo}/{filename}")
+            except Exception as exc:  # any failure means: not from here, now
+                errors.append(f"{filename}: {type(exc).__name__}")
+        raise PretrainedUnavailable(
+            f"the {model} weights of tag {pretrained!r} are not cached and the hub does not "
+            f"answer for {repo} ({'; '.join(errors)}). " + _how_to(model, pretrained, repo)
+        )
+    url = cfg.get("url", "")
+    cached = Path(os.path.expanduser("~/.cache/clip")) / os.path.basename(url)
+    if cached.is_file():
+        return Pretrained("cached", str(cached))
+    if _offline():
+        raise PretrainedUnavailable(
+            f"the {model} weights of tag {pretrained!r} ({url}) are not cached and "
+            "HF_HUB_OFFLINE is set. " + _how_to(model, pretrained, url)
+        )
+    return Pretrained("hub", url)
