@@ -166,3 +166,194 @@ def test_released_captions_are_joined_by_key_and_never_invented(input_shard, tmp
     assert all(captions[k] == f"released caption {k}" for k in captions)
     assert report["backend"] == "released" and report["failed"] == len(decodable) - len(captions)
     assert report["errors"][0].endswith("no released caption for this key")
+
+
+def _run_worker(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "biocap_assets.workers.caption", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_the_caption_worker_records_prompt_parameters_and_digest(input_shard, tmp_path, demo_world):
+    """Through the OpenAI-compatible backend against a server on 127.0.0.1: what it was
+    sent is BioCAP's prompt, and shard_stats' row says so (hash, sampling, digest)."""
+    import hashlib
+
+    from biocap_assets.inference import prompts
+
+    def answer(payload, attempt):
+        return 200, completion("A crimson bird with a black mask."), 0.0
+
+    output = tmp_path / "out.tar"
+    with ChatServer(answer) as server:
+        inference = {
+            "model": "OpenGVLab/InternVL3-38B-AWQ",
+            "base_url": server.base_url,
+            "seed": 7,
+            "temperature": 0.6,
+            "top_p": 0.8,
+            "max_tokens": 50,
+        }
+        done = _run_worker(
+            [
+                "--input", str(input_shard), "--output", str(output), "--source", "openai",
+                "--format-examples", str(demo_world.format_examples),
+                "--inference", json.dumps(inference),
+            ]
+        )  # fmt: skip
+        sent = server.requests
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout[done.stdout.index("{") :])
+    assert report["prompt"] == "biocap-reference"
+    assert report["prompt_sha256"] == prompts.caption_prompt_sha256("biocap-reference")
+    generation = json.loads(report["generation"])
+    assert generation["temperature"] == 0.6 and generation["seed"] == 7
+    assert generation["stop"] == ["<|im_end|>", "</s>", "<|endoftext|>"]
+    assert generation["max_wiki_chars"] == 600
+    assert report["sha256"] == hashlib.sha256(output.read_bytes()).hexdigest()
+    assert report["examples_class"] + report["examples_fallback"] == len(sent) == 10
+    assert report["examples_class"] > 0, "the demo's classes have examples"
+    text = sent[0]["messages"][0]["content"][-1]["text"]
+    assert text.startswith("You are a biologist describing organisms")
+    assert sent[0]["chat_template"] and sent[0]["stop"] == generation["stop"]
+
+
+def _shard_bytes(input_shard) -> bytes:
+    return input_shard.read_bytes()
+
+
+@pytest.mark.parametrize(
+    "damage,message",
+    [
+        ("gzip", "is gzip-compressed; shards must be plain"),
+        ("truncated", "unexpected end of file"),
+        ("bad_header", "bad header checksum"),
+        ("bad_size", "size field"),
+        ("missing", "no such file"),
+    ],
+)
+def test_a_bad_shard_fails_naming_the_shard_and_what_is_wrong(
+    input_shard, tmp_path, damage, message
+):
+    import gzip
+
+    data = _shard_bytes(input_shard)
+    bad = tmp_path / "shard-000099.tar"
+    if damage == "gzip":
+        bad.write_bytes(gzip.compress(data))
+    elif damage == "truncated":
+        bad.write_bytes(data[: len(data) // 2 + 100])
+    elif damage == "bad_header":
+        bad.write_bytes(data[:148] + b"0000000\0" + data[156:])
+    elif damage == "bad_size":
+        header = bytearray(data[:512])
+        header[124:136] = b"12x4567\x00\x00\x00\x00\x00"
+        header[148:156] = b" " * 8
+        checksum = sum(header)
+        header[148:156] = f"{checksum:06o}\x00 ".encode()
+        bad.write_bytes(bytes(header) + data[512:])
+    done = _run_worker(["--input", str(bad), "--output", str(tmp_path / "out.tar")])
+    assert done.returncode != 0
+    assert str(bad) in done.stderr and message in done.stderr, done.stderr[-1500:]
+    assert not (tmp_path / "out.tar").exists(), "nothing that looks complete"
+
+
+@pytest.mark.parametrize("record", [b"0 path=x\n", b"-5 path=x\n", b"3 x\n", b"99999 path=x\n"])
+def test_a_malformed_pax_record_fails_instead_of_spinning(record):
+    from biocap_assets.shards.tarstream import TarFormatError, iter_raw_members
+
+    pax = tarfile.TarInfo("././@PaxHeader")
+    pax.type, pax.size = tarfile.XHDTYPE, len(record)
+    body = record + b"\0" * (-len(record) % 512)
+    data = pax.tobuf(tarfile.USTAR_FORMAT) + body + b"\0" * 1024
+    with pytest.raises(TarFormatError, match="PAX"):
+        list(iter_raw_members(io.BytesIO(data)))
+
+
+def test_a_hemihomonym_never_gets_the_other_taxons_description(reference_data):
+    """Abronia umbellata is a plant (pink sand verbena) and a lizard: with only the plant
+    described, the lizard's sample finds nothing; an unambiguous binomial still falls
+    back when its ranks differ in case or spelling."""
+    import csv
+
+    from biocap_assets.shards.rewrite import description_lookup
+
+    rows = [
+        r
+        for r in csv.DictReader(
+            (reference_data / "biocap/data/wiki_species/species_binomial_ambiguous.csv").open()
+        )
+        if r["binomial"] == "Abronia umbellata"
+    ]
+    plant = next(r for r in rows if r["kingdom"] == "Plantae")
+    lizard = next(r for r in rows if r["kingdom"] == "Animalia")
+    text = "Pink sand verbena has pink to purple flowers in rounded clusters."
+    table = [
+        {**plant, "description": text},
+        {**lizard, "description": ""},
+        {"kingdom": "Plantae", "phylum": "Tracheophyta", "class": "Magnoliopsida",
+         "order": "Rosales", "family": "Rosaceae", "genus": "Rosa", "species": "canina",
+         "description": "Pink five-petalled flowers."},
+    ]  # fmt: skip
+    lookup = description_lookup(table)
+    assert lookup(plant) == text
+    assert lookup({**plant, "kingdom": "PLANTAE"}) == text, "ranks match case-insensitively"
+    assert lookup(lizard) is None, "the lizard must not get the plant's text"
+    assert lookup({**lizard, "family": "Anguidae "}) is None
+    # A taxon seen under slightly other ranks: its unambiguous binomial still finds it.
+    assert lookup({"genus": "Rosa", "species": "canina", "kingdom": "Plantae", "order": "x"}) == (
+        "Pink five-petalled flowers."
+    )
+
+
+def test_demo_captions_show_no_leak_and_no_broken_text(demo_world, tmp_path):
+    """The demo's hemihomonyms (real ones from species_binomial_ambiguous.csv), its
+    family- and order-only samples and its nameless sample, captioned by the CPU captioner."""
+    from biocap_assets.demo.species import SPECIES
+    from biocap_assets.demo.wiki import visual_paragraphs
+    from biocap_assets.taxonomy.names import RANKS
+
+    described = [s for s in SPECIES if s.wiki != "none"]  # only one twin of each pair
+    table = [
+        {
+            **dict(zip(RANKS, s.taxon.ranks, strict=True)),
+            "description": " ".join(visual_paragraphs(s)),
+        }
+        for s in described
+    ] + [
+        {**dict(zip(RANKS, s.taxon.ranks, strict=True)), "description": ""}
+        for s in SPECIES
+        if s.wiki == "none"
+    ]
+    from biocap_assets.shards.rewrite import description_lookup
+
+    lookup = description_lookup(table)
+    captions: dict[str, str] = {}
+    stats_total = {"no_taxon": 0}
+    for shard in demo_world.train_shards:
+        out = tmp_path / shard.name
+        with shard.open("rb") as src, out.open("wb") as dst:
+            stats = rewrite_shard(src, dst, TemplateCaptionerAdapter(), describe=lookup)
+        stats_total["no_taxon"] += stats.no_taxon
+        with tarfile.open(out) as tar:
+            for member in tar.getmembers():
+                if member.name.endswith(".caption.txt"):
+                    captions[member.name] = tar.extractfile(member).read().decode()
+    assert stats_total["no_taxon"] == 1, "the nameless sample gets no caption"
+    twins = {s.taxon.common: s for s in SPECIES if s.wiki == "none"}
+    for caption in captions.values():
+        assert " ," not in caption and ", ." not in caption and "A photo of ." not in caption
+        assert not caption.endswith(" .")
+    # Only the foxglove (a plant) of the Digitalis purpurea pair has a description.
+    assert "purple leafhopper" in twins
+    leafhopper = [c for c in captions.values() if "urple leafhopper" in c]
+    foxglove = [c for c in captions.values() if c.lower().startswith("foxglove")]
+    assert leafhopper and foxglove
+    assert any(":" in c for c in foxglove), "the plant's captions carry its traits"
+    assert all(c == "A photo of purple leafhopper, Digitalis purpurea." for c in leafhopper)
+    partial = [c for c in captions.values() if "a member of the" in c]
+    assert any("family Calliphoridae (order Diptera)" in c for c in partial)
+    assert any("order Coleoptera (class Insecta)" in c for c in partial)

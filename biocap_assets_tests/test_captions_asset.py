@@ -28,7 +28,7 @@ def test_two_partitions_with_the_cpu_backend(fresh_defs, biocap_home):
         ).fetchall()
     assert [r[0] for r in rows] == ["000001", "000003"]
     assert all(r[1] > 150 and r[1] == r[2] and r[3] == 0 for r in rows)
-    assert {(r[4], r[5]) for r in rows} == {("cpu", "template-captioner-v1")}
+    assert {(r[4], r[5]) for r in rows} == {("cpu", "template-captioner-v2")}
     (mat,) = results[0].asset_materializations_for_node("captioned_shards")
     assert mat.partition == "000001"
     assert mat.metadata["cpu_fallback"].value is True

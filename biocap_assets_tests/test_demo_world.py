@@ -70,18 +70,22 @@ def test_catalog_has_every_treeoflife_column_and_noise(demo_world):
 
 def test_shards_read_back_with_webdataset_with_every_key(demo_world):
     catalog_ids = {r["treeoflife_id"] for r in csv.DictReader(demo_world.catalog.open())}
-    seen = 0
+    seen, nameless = 0, []
     urls = [str(p) for p in demo_world.train_shards]
     for sample in wds.WebDataset(urls, shardshuffle=False):
         keys = set(sample) - {"__key__", "__url__", "__local_path__"}
         # webdataset lowercases suffixes: taxonTag.txt reads back as taxontag.txt
         assert keys == {"jpg", *(k.lower() for k in TEXT_KEYS)}
+        if not sample["taxon.txt"]:  # the one sample whose text names nothing
+            nameless.append(sample["__key__"])
+            continue
         assert sample["__key__"] in catalog_ids
         assert sample["sci.txt"].decode().startswith("a photo of ")
         image = Image.open(io.BytesIO(sample["jpg"]))
         assert image.size == (64, 64)
         seen += 1
-    assert seen == demo_world.manifest["counts"]["train_samples"]
+    assert seen + len(nameless) == demo_world.manifest["counts"]["train_samples"]
+    assert len(nameless) == 1
     assert len(demo_world.train_shards) == 4 and len(demo_world.val_shards) == 1
 
 
@@ -187,9 +191,13 @@ def test_eval_sets_use_the_upstream_formats(demo_world, tmp_path):
 
 
 def test_format_examples_have_classes_and_an_empty_one(demo_world):
-    rows = list(csv.DictReader(demo_world.format_examples.open()))
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(demo_world.format_examples)
+    assert table.schema.names == ["class", "description"], "upstream's Parquet columns"
+    rows = table.to_pylist()
     assert {"Aves", "Insecta", "Bivalvia"} <= {r["class"] for r in rows}
-    assert any(r["description"] == "" for r in rows)
+    assert any(r["description"] is None for r in rows), "as upstream: a class without any"
     aves = next(r for r in rows if r["class"] == "Aves")["description"]
     assert aves.startswith("1.") and "\n2." in aves and "\n3." in aves
 

@@ -47,7 +47,7 @@ def test_worker_runs_through_pipes_and_reports_back(tmp_path):
     )
     assert result.success
     (mat,) = result.asset_materializations_for_node("world_probe")
-    assert mat.metadata["catalog_rows"].value == 32 * 2 + 9
+    assert mat.metadata["catalog_rows"].value == 32 * 2 + 4 * 3  # + 3 rows per INCOMPLETE_ROWS
     assert mat.metadata["root"].value == str(out)
     assert (out / "MANIFEST.json").is_file()
     logs = [entry.user_message for entry in instance.all_logs(result.run_id)]

@@ -72,6 +72,10 @@ def _read_back(key: str, body: bytes) -> None:
                 tar.extractfile(member).read()
     elif key.endswith(".pt"):
         torch.load(io.BytesIO(body), map_location="cpu", weights_only=False)
+    elif key.endswith(".safetensors"):
+        from safetensors.torch import load
+
+        load(body)
     elif key.endswith((".html", ".md", ".txt", ".csv")):
         body.decode("utf-8")
     else:

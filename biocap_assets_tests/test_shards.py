@@ -75,3 +75,22 @@ def test_tar_writer_is_byte_deterministic_and_keeps_member_order():
 def test_tar_writer_rejects_keys_webdataset_would_split(key):
     with pytest.raises(ValueError, match="sample key"):
         _write([{"__key__": key, "jpg": b"x"}])
+
+
+def test_texts_of_a_family_only_taxon_are_make_txts():
+    """BIOSCAN insects known only to family: make_txt's scientific name is empty and the
+    common name falls back to the taxonomic one."""
+    fly = Taxon("Animalia", "Arthropoda", "Insecta", "Diptera", "Cecidomyiidae", "", "")
+    texts = sample_texts(fly)
+    assert texts["scientific_name.txt"] == ""
+    assert texts["taxonomic_name.txt"] == "Animalia Arthropoda Insecta Diptera Cecidomyiidae"
+    assert texts["common_name.txt"] == texts["taxonomic_name.txt"]
+    assert texts["taxonTag.txt"] == (
+        "a photo of kingdom Animalia phylum Arthropoda class Insecta order Diptera "
+        "family Cecidomyiidae."
+    )
+    lower = Taxon("animalia", "chordata", "aves", "passeriformes", "corvidae", "corvus", "Corax")
+    assert sample_texts(lower)["taxonomic_name.txt"] == RAVEN_TAXONOMIC, "capitalised as upstream"
+
+
+RAVEN_TAXONOMIC = "Animalia Chordata Aves Passeriformes Corvidae Corvus corax"

@@ -40,7 +40,7 @@ def test_materialize_on_the_demo_world(fresh_defs, biocap_home):
     meta = mat.metadata
     assert meta["source"].value == "demo (synthetic)"
     assert meta["taxa"].value == 32 and meta["ambiguous_binomials"].value == 3
-    assert meta["missing_by_rank"].value["species"] == 6
+    assert meta["missing_by_rank"].value["species"] == 9  # 3 INCOMPLETE_ROWS lack it, 3 each
     assert meta["dagster/row_count"].value == 32
     assert "Amanita muscaria" in meta["preview"].value
     assert (biocap_home / "storage" / "tables" / "taxa.parquet").is_file()

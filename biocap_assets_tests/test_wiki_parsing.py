@@ -9,6 +9,7 @@ from biocap_assets.scraping import mediawiki as api
 from biocap_assets.scraping.middlewares import retry_after_seconds
 from biocap_assets.scraping.pipelines import WIKI_SCHEMA
 from biocap_assets.scraping.sections import (
+    VISUAL_KEYWORDS,
     extract_sections,
     is_disambiguation_html,
     ranks_match,
@@ -101,10 +102,41 @@ def test_older_markup_and_citation_markers():
     assert page.lead == "The blue jay is a passerine bird."
 
 
-def test_visual_h3_inside_a_plain_h2_and_a_subsection_that_ends_it():
+def test_one_section_by_keyword_priority_not_page_order():
+    """wiki_scraper: for each keyword in order, the first heading containing it."""
     page = extract_sections(NESTED)
-    assert page.headings == ["Physical characteristics", "Morphology"]
-    assert page.text.splitlines() == ["Scales are green.", "Tail is long."]
+    assert page.headings == ["Morphology"], "morphology outranks physical, though later"
+    assert page.text == "Tail is long."
+    # The earlier policy stays as an option: every visual section.
+    every = extract_sections(NESTED, policy="all")
+    assert every.headings == ["Physical characteristics", "Morphology"]
+    assert every.text.splitlines() == ["Scales are green.", "Tail is long."]
+    with pytest.raises(ValueError, match="section policy"):
+        extract_sections(NESTED, policy="best")
+
+
+SUBSECTIONS_ONLY = f"""
+<div class="mw-parser-output">
+<p>The <b>mayfly</b> is an insect.</p><p>It lives one day as an adult.</p>
+<div class="mw-heading mw-heading2"><h2 id="Description">Description</h2>{EDIT}</div>
+<div class="mw-heading mw-heading3"><h3 id="Larvae">Larvae</h3>{EDIT}</div>
+<p>Larvae have gills.</p>
+<div class="mw-heading mw-heading2"><h2 id="Identification">Identification</h2>{EDIT}</div>
+<p>Two or three long tails.</p>
+<div class="mw-heading mw-heading2"><h2 id="Explanation">Explanation of names</h2>{EDIT}</div>
+<p>From the Greek.</p>
+</div>
+"""
+
+
+def test_a_heading_without_its_own_text_gives_way_and_the_lead_is_whole():
+    page = extract_sections(SUBSECTIONS_ONLY)
+    assert page.headings == ["Identification"], "Description has no text before its h3"
+    assert page.text == "Two or three long tails."
+    assert page.lead == "The mayfly is an insect.\nIt lives one day as an adult."
+    names_only = SUBSECTIONS_ONLY.replace("Identification", "Habitat")
+    assert extract_sections(names_only).headings == ["Explanation of names"]
+    assert "characteristics" in VISUAL_KEYWORDS and "characteristic" not in VISUAL_KEYWORDS
 
 
 def test_no_visual_section_and_custom_keywords():
@@ -164,6 +196,53 @@ def test_titles_answer_follows_normalisation_and_redirects():
     assert res.redirected["cardinalis_cardinalis"] == "Northern cardinal"
     assert res.pages["Nothing here"] is None
     assert res.pages["Mercury"].disambiguation
+
+
+def test_formatversion_1_answers_read_alike():
+    """The v1 shape: pages keyed by id, flags as empty strings, text under '*'."""
+    data = {
+        "query": {
+            "normalized": [{"from": "cardinalis_cardinalis", "to": "Cardinalis cardinalis"}],
+            "redirects": [{"from": "Cardinalis cardinalis", "to": "Northern cardinal"}],
+            "pages": {
+                "7": {"pageid": 7, "ns": 0, "title": "Northern cardinal"},
+                "-1": {"ns": 0, "title": "Nothing here", "missing": ""},
+                "9": {
+                    "pageid": 9,
+                    "ns": 0,
+                    "title": "Mercury",
+                    "pageprops": {"disambiguation": ""},
+                },
+            },
+        }
+    }
+    res = api.parse_titles(data, ["cardinalis_cardinalis", "Nothing here", "Mercury"])
+    assert res.pages["cardinalis_cardinalis"] == api.PageRef(7, "Northern cardinal")
+    assert res.pages["Nothing here"] is None and res.pages["Mercury"].disambiguation
+    page = api.parse_parse(
+        {"parse": {"title": "Mercury", "pageid": 9, "text": {"*": "<p>x</p>"},
+                   "properties": [{"name": "disambiguation", "*": ""}]}}
+    )  # fmt: skip
+    assert page == api.ParsedPage(9, "Mercury", "<p>x</p>", True)
+    assert api.parse_search({"query": {"search": [{"title": "A"}, {"ns": 0}]}}) == ["A"]
+
+
+def test_a_malformed_entry_costs_only_that_entry():
+    data = {
+        "query": {
+            "redirects": [{"from": "A"}, "junk", {"from": "B b", "to": "B"}],
+            "pages": [
+                "junk",
+                {"pageid": "not a number", "title": "C"},
+                {"title": None},
+                {"pageid": 2, "title": "B"},
+                {"pageid": 1, "title": "A"},
+            ],
+        }
+    }
+    res = api.parse_titles(data, ["A", "B b", "C"])
+    assert res.pages["A"] == api.PageRef(1, "A") and res.pages["B b"] == api.PageRef(2, "B")
+    assert res.pages["C"] is None, "its entry was malformed: the taxon goes on to search"
 
 
 def test_api_errors_are_named():

@@ -25,11 +25,18 @@ STAT_KEYS = (
     "skipped",
     "no_image",
     "bad_image",
+    "no_taxon",
     "failed",
     "mean_caption_words",
     "seconds",
     "backend",
     "model",
+    "prompt",
+    "prompt_sha256",
+    "generation",
+    "examples_class",
+    "examples_fallback",
+    "sha256",
 )
 
 
@@ -40,17 +47,26 @@ def captioned_path(storage: StorageResource, key: str):
 class CaptionConfig(dg.Config):
     source: str = "cpu"
     """cpu (template captioner) | vllm | openai | released (TreeOfLife-10M-Captions)."""
-    model: str = ""
+    prompt: str = "biocap-reference"
+    """biocap-reference: BioCAP's caption prompt (caption_gen), as InternVL's raw prompt;
+    biocap-compact: our shorter chat prompt."""
+    model: str = "OpenGVLab/InternVL3-38B-AWQ"
+    quantization: str = "awq"
+    """vLLM quantization of the model ("" for none); caption_gen's default."""
+    max_model_len: int = 2048
     base_url: str = ""
     tensor_parallel_size: int = 1
     temperature: float = 0.6
     top_p: float = 0.8
     max_tokens: int = 50
     seed: int = 0
+    max_wiki_chars: int = 600
+    """The visual description is cut to this many characters in the prompt (caption_gen)."""
     batch_size: int = 256
     """Samples per generation call; memory grows with it, not with the shard."""
     format_examples_url: str = ""
-    """CSV class,description; default: the demo's when the shards are the demo's."""
+    """format_examples.parquet as upstream ships it (or the earlier CSV), class and
+    description columns; default: the demo's when the shards are the demo's."""
     released_url: str = ""
     """source released: uuid_caption_description.parquet (uuid, caption, description)."""
     min_captioned_share: float = 0.95
@@ -110,6 +126,8 @@ def build_captioned_shards(settings: Settings) -> dg.AssetsDefinition:
             "batch_size": config.batch_size,
             "format_examples": format_examples,
             "released_url": config.released_url,
+            "prompt": config.prompt,
+            "max_wiki_chars": config.max_wiki_chars,
             "descriptions": str(descriptions) if descriptions.exists() else "",
         }
         if config.source in ("vllm", "openai"):
@@ -118,6 +136,8 @@ def build_captioned_shards(settings: Settings) -> dg.AssetsDefinition:
                 model=config.model,
                 base_url=config.base_url,
                 tensor_parallel_size=config.tensor_parallel_size,
+                quantization=config.quantization,
+                max_model_len=config.max_model_len,
                 temperature=config.temperature,
                 top_p=config.top_p,
                 max_tokens=config.max_tokens,
@@ -137,6 +157,12 @@ def build_captioned_shards(settings: Settings) -> dg.AssetsDefinition:
                 "path": dg.MetadataValue.path(str(output)),
                 **{k: row[k] for k in STAT_KEYS},
                 "cpu_fallback": row["backend"] == "cpu",
+                "format_examples": dg.MetadataValue.json(
+                    {
+                        "class_specific": row["examples_class"],
+                        "fallback": row["examples_fallback"],
+                    }
+                ),
                 "samples_per_second": round(row["samples"] / row["seconds"], 2)
                 if row["seconds"]
                 else 0.0,

@@ -4,7 +4,7 @@
 
 The ``evaluate`` worker computes the metrics the way BioCAP's own scripts do (see
 ``evaluation/runner.py``); this step writes them to DuckDB ``eval_results`` (one row per
-checkpoint, head, task, dataset and metric: re-evaluating a checkpoint replaces its rows)
+checkpoint, head, task, dataset and metric: re-evaluating a dataset replaces its rows)
 and the report (Markdown + self-contained HTML, led by the paper's two tables) next to
 the checkpoint. A dataset of the suite that cannot be evaluated (no local copy of
 INQUIRE-Rerank, say) is logged, listed in the metadata and fails the
@@ -70,7 +70,8 @@ def resolve_suite(config: EvalConfig, sources: SourcesResource, context, launche
 
 
 def _write_results(duckdb: BiocapDuckDB, frame: pd.DataFrame) -> pd.DataFrame:
-    """Replace this checkpoint's rows for its head; return the other checkpoints' rows."""
+    """Replace this checkpoint's rows for its head and the datasets evaluated now (other
+    datasets' rows stay); return the other checkpoints' rows."""
     checkpoint, head = frame["checkpoint"].iloc[0], frame["head"].iloc[0]
 
     def replace() -> None:
@@ -91,7 +92,8 @@ def _write_results(duckdb: BiocapDuckDB, frame: pd.DataFrame) -> pd.DataFrame:
             try:
                 connection.execute(
                     "DELETE FROM main.eval_results WHERE checkpoint = ? "
-                    "AND coalesce(head, 'taxonomic') = ?",
+                    "AND coalesce(head, 'taxonomic') = ? AND (task, dataset) IN "
+                    "(SELECT DISTINCT task, dataset FROM incoming)",
                     [checkpoint, head],
                 )
                 connection.execute("INSERT INTO main.eval_results BY NAME SELECT * FROM incoming")

@@ -34,8 +34,12 @@ class WikiConfig(dg.Config):
     timeout_seconds: float = 30.0
     retry_times: int = 4
     keep_lead: bool = True
-    """For pages without a visual section, keep the lead paragraph (flagged text_is_lead)."""
+    """For pages without a visual section, keep the whole lead (flagged text_is_lead)."""
     keywords: list[str] = list(VISUAL_KEYWORDS)
+    """BioCAP's scraper's keywords, in its order of priority."""
+    section_policy: str = "reference"
+    """reference: one section, the first heading matching the highest-priority keyword, as
+    BioCAP's scraper takes it; all: every section whose heading has a keyword."""
     flush_every: int = 200
     progress_every: int = 100
 
@@ -102,6 +106,7 @@ def wiki_pages(
             retry_times=config.retry_times,
             keep_lead=config.keep_lead,
             keywords=tuple(config.keywords),
+            section_policy=config.section_policy,
             flush_every=config.flush_every,
             progress_every=config.progress_every,
         )

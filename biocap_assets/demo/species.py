@@ -373,10 +373,12 @@ SPECIES: tuple[DemoSpecies, ...] = (
     ),
 )
 
-# Catalog rows whose taxon lacks a rank, as TreeOfLife-10M has many (mostly BIOSCAN
-# insects known only to genus or family): (species index, ranks blanked).
+# Catalog rows whose taxon lacks a rank, as TreeOfLife-10M has many (about a million
+# BIOSCAN insects known only to order or family, without a common name): (species index,
+# fields blanked).
 INCOMPLETE_ROWS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (7, ("species",)),
-    (9, ("species", "genus")),
+    (9, ("species", "genus", "common")),  # a blow fly known to family: Calliphoridae
+    (6, ("species", "genus", "family", "common")),  # a beetle known to order: Coleoptera
     (19, ("family",)),
 )

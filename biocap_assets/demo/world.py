@@ -21,6 +21,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from biocap_assets.demo import evalsets
 from biocap_assets.demo.draw import BACKGROUND_PHRASES, BACKGROUNDS, draw_specimen, jpeg_bytes
 from biocap_assets.demo.species import INCOMPLETE_ROWS, SPECIES, DemoSpecies
@@ -28,11 +31,11 @@ from biocap_assets.demo.wiki import build_wiki, visual_paragraphs
 from biocap_assets.evaluation.datasets import write_inquire_rerank_parquet
 from biocap_assets.shards.naming import shard_filename
 from biocap_assets.shards.tarwrite import DeterministicTarWriter
-from biocap_assets.shards.texts import Taxon, sample_texts
+from biocap_assets.shards.texts import TEXT_KEYS, Taxon, sample_texts
 
 DEMO_SEED = 20251024
 # Bump when the generator's output changes, so old worlds are rebuilt.
-DEMO_VERSION = 4
+DEMO_VERSION = 5
 
 CATALOG_COLUMNS = (
     "split",
@@ -112,7 +115,7 @@ class DemoWorld:
 
     @property
     def format_examples(self) -> Path:
-        return self.data_dir / "train" / "wiki_and_format_example" / "format_examples.csv"
+        return self.data_dir / "train" / "wiki_and_format_example" / "format_examples.parquet"
 
     @property
     def eval_images(self) -> Path:
@@ -241,7 +244,16 @@ def _write_world(root: Path, seed: int, sizes: DemoSizes) -> dict:
                     writer.write(
                         {"__key__": tol_id, "jpg": jpeg_bytes(image), **sample_texts(taxon)}
                     )
-        counts[f"{split}_samples"] = len(group)
+                if split == "train" and shard == 0:
+                    # A sample whose text members name nothing (TreeOfLife-10M's writer
+                    # never makes one; a damaged or foreign shard may): it is kept, and
+                    # gets no caption.
+                    image = draw_specimen(species[0], rng, size=sizes.image_size)
+                    writer.write(
+                        {"__key__": _uuid(rng), "jpg": jpeg_bytes(image)}
+                        | dict.fromkeys(TEXT_KEYS, "")
+                    )
+        counts[f"{split}_samples"] = len(group) + (split == "train")  # + the nameless one
         counts[f"{split}_shards"] = n_shards
 
     # Offline wiki.
@@ -262,10 +274,17 @@ def _write_world(root: Path, seed: int, sizes: DemoSizes) -> dict:
     (root / "wiki" / "index.json").write_text(json.dumps(index, indent=1), encoding="utf-8")
     counts["wiki_pages"] = len(pages)
 
-    _write_csv(
-        root / "data" / "train" / "wiki_and_format_example" / "format_examples.csv",
-        ("class", "description"),
-        _format_examples(species),
+    # Format examples as upstream ships them now: Parquet, class and description strings.
+    examples = _format_examples(species)
+    (root / "data" / "train" / "wiki_and_format_example").mkdir(parents=True)
+    pq.write_table(
+        pa.table(
+            {
+                "class": pa.array([r["class"] for r in examples], pa.string()),
+                "description": pa.array([r["description"] or None for r in examples], pa.string()),
+            }
+        ),
+        root / "data" / "train" / "wiki_and_format_example" / "format_examples.parquet",
     )
 
     # Zero-shot set, Rare Species format. Hemihomonym twins are left out: their

@@ -3,16 +3,19 @@
 - ``RuleDescriptionFilter`` keeps the sentences that mention visible traits and
   drop those about habitat, behaviour, names and history.
 - ``TemplateCaptioner`` writes "<Common name>, <binomial>: <visual traits from the
-  description>." Every word comes from the sample's own texts: nothing is invented.
+  description>." (a partial taxon is named by its lowest known rank; a common name keeps
+  its case). Every word comes from the sample's own texts: nothing is invented.
 """
 
 from __future__ import annotations
 
 import re
 
+from biocap_assets.taxonomy.names import capitalise_first
+
 CPU_BACKEND = "cpu"
 FILTER_MODEL = "rule-filter-v1"
-CAPTION_MODEL = "template-captioner-v1"
+CAPTION_MODEL = "template-captioner-v2"
 
 _COLOURS = (
     "red",
@@ -202,14 +205,15 @@ class TemplateCaptioner:
     model = CAPTION_MODEL
 
     def caption(
-        self, scientific: str, common: str | None, description: str | None, max_words: int = 20
-    ) -> str:
-        name = (
-            f"{common.capitalize()}, {scientific}"
-            if common and common != scientific
-            else scientific
-        )
+        self, label: str, common: str | None, description: str | None, max_words: int = 20
+    ) -> str | None:
+        """``label``: the taxon as ``shards.texts.taxon_label`` names it ("Corvus corax", or
+        "a member of the family Cecidomyiidae (order Diptera)"); None when it is empty."""
+        if not label:
+            return None
+        name = f"{common}, {label}" if common and common != label else label
         budget = max(0, max_words - len(name.split()))
-        name_words = {w.lower() for w in f"{scientific} {common or ''}".split()}
+        name_words = {w.lower() for w in f"{label} {common or ''}".split()}
         traits = _trait_clause(description or "", budget, name_words) if budget else ""
-        return f"{name}: {traits}." if traits else f"A photo of {name}."
+        text = f"{name}: {traits}." if traits else f"A photo of {name}."
+        return capitalise_first(text)

@@ -24,11 +24,13 @@ class InferenceConfig:
     tensor_parallel_size: int = 1
     max_model_len: int = 8192
     gpu_memory_utilization: float = 0.9
+    quantization: str = ""
     # sampling (upstream captioning defaults)
     temperature: float = 0.6
     top_p: float = 0.8
     max_tokens: int = 50
     seed: int = 0
+    stop: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -40,7 +42,7 @@ class InferenceConfig:
 
     @property
     def sampling(self) -> SamplingConfig:
-        return SamplingConfig(self.temperature, self.top_p, self.max_tokens)
+        return SamplingConfig(self.temperature, self.top_p, self.max_tokens, tuple(self.stop))
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -48,7 +50,10 @@ class InferenceConfig:
     @classmethod
     def from_dict(cls, data: dict) -> InferenceConfig:
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        values = {k: v for k, v in data.items() if k in names}
+        if "stop" in values:
+            values["stop"] = tuple(values["stop"] or ())
+        return cls(**values)
 
 
 def make_backend(config: InferenceConfig) -> Backend:
@@ -72,6 +77,7 @@ def make_backend(config: InferenceConfig) -> Backend:
         return VLLMBackend(
             VLLMConfig(
                 model=config.model,
+                quantization=config.quantization or None,
                 tensor_parallel_size=config.tensor_parallel_size,
                 max_model_len=config.max_model_len,
                 gpu_memory_utilization=config.gpu_memory_utilization,

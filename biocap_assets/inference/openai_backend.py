@@ -18,13 +18,40 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from biocap_assets.inference.base import (
+    INTERNVL_CHAT_TEMPLATE,
     Generation,
     GenerationRequest,
     SamplingConfig,
     chat_messages,
 )
 
+CHAT_TEMPLATES = {"internvl": INTERNVL_CHAT_TEMPLATE}
+
 _RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+
+
+def request_payload(model: str, sampling: SamplingConfig, request: GenerationRequest) -> dict:
+    """The body of ``POST /chat/completions`` for one request.
+
+    A raw request (BioCAP's InternVL prompt) carries ``INTERNVL_CHAT_TEMPLATE``, which
+    vLLM's server renders to exactly the raw prompt ``caption_gen`` builds. vLLM accepts a
+    request's ``chat_template`` only when started with ``--trust-request-chat-template``.
+    """
+    payload = {
+        "model": model,
+        "messages": chat_messages(request),
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "max_tokens": sampling.max_tokens,
+    }
+    if sampling.stop:
+        payload["stop"] = list(sampling.stop)
+    if request.raw_template:
+        payload["chat_template"] = CHAT_TEMPLATES[request.raw_template]
+        payload["add_generation_prompt"] = True
+    if request.seed is not None:
+        payload["seed"] = request.seed
+    return payload
 
 
 @dataclass(frozen=True)
@@ -68,7 +95,13 @@ class OpenAIBackend:
                     f"HTTP {exc.code}",
                     float(wait) if wait and wait.replace(".", "", 1).isdigit() else None,
                 ) from exc
-            raise ValueError(f"HTTP {exc.code}: {exc.read()[:200]!r}") from exc
+            detail = exc.read()[:300].decode("utf-8", "replace")
+            if "trust-request-chat-template" in detail:
+                detail += (
+                    " (BioCAP's caption prompt sends its own chat template: start the server "
+                    "with `vllm serve ... --trust-request-chat-template`)"
+                )
+            raise ValueError(f"HTTP {exc.code}: {detail}") from exc
         except TimeoutError as exc:
             raise _Retryable(f"timeout after {self.config.timeout}s") from exc
         except urllib.error.URLError as exc:
@@ -79,15 +112,7 @@ class OpenAIBackend:
             raise ValueError(f"malformed answer: {exc}") from exc
 
     def _one(self, request: GenerationRequest) -> Generation:
-        payload = {
-            "model": self.model,
-            "messages": chat_messages(request),
-            "temperature": self._sampling.temperature,
-            "top_p": self._sampling.top_p,
-            "max_tokens": self._sampling.max_tokens,
-        }
-        if request.seed is not None:
-            payload["seed"] = request.seed
+        payload = request_payload(self.model, self._sampling, request)
         body = json.dumps(payload).encode()
         last = ""
         for attempt in range(self.config.retries + 1):

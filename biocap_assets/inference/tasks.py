@@ -7,6 +7,7 @@ model that produced it.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -14,6 +15,7 @@ from typing import Protocol
 from biocap_assets.inference import prompts
 from biocap_assets.inference.base import Backend, GenerationRequest, request_seed
 from biocap_assets.inference.cpu import RuleDescriptionFilter, TemplateCaptioner
+from biocap_assets.taxonomy.names import SampleNames, taxon_label
 
 # -- descriptions -----------------------------------------------------------------------
 
@@ -120,10 +122,12 @@ def filter_with_model(
 class CaptionInput:
     key: str
     image: bytes | None
-    scientific: str
-    common: str | None
-    cls: str | None
-    description: str | None
+    names: SampleNames
+    description: str | None  # the taxon's visual description (the prompt's excerpt)
+
+    @property
+    def cls(self) -> str | None:
+        return self.names.rank.get("class") or None
 
 
 @dataclass(frozen=True)
@@ -135,32 +139,63 @@ class CaptionOutcome:
 class Captioner(Protocol):
     backend: str
     model: str
+    prompt: str  # the prompt's name ("" without one)
+    prompt_sha256: str
+    examples_used: Counter  # "class" (class-specific format examples) | "fallback"
 
     def caption_batch(self, items: Sequence[CaptionInput]) -> list[CaptionOutcome]: ...
 
 
 class GenerativeCaptioner:
-    """A VLM through a backend; the instruction comes first for prefix caching."""
+    """A VLM through a backend, with BioCAP's caption prompt (or our compact one)."""
 
-    def __init__(self, backend: Backend, examples: prompts.FormatExamples, seed: int = 0):
+    def __init__(
+        self,
+        backend: Backend,
+        examples: prompts.FormatExamples,
+        seed: int = 0,
+        prompt: str = prompts.REFERENCE_PROMPT,
+        max_wiki_chars: int = prompts.REFERENCE_EXCERPT_CHARS,
+    ):
+        if prompt not in prompts.CAPTION_PROMPTS:
+            raise ValueError(f"prompt must be one of {prompts.CAPTION_PROMPTS}, got {prompt!r}")
         self._backend, self._examples, self._seed = backend, examples, seed
+        self._max_wiki_chars = max_wiki_chars
         self.backend, self.model = backend.name, backend.model
+        self.prompt = prompt
+        self.prompt_sha256 = prompts.caption_prompt_sha256(prompt)
+        self.examples_used: Counter = Counter()
+
+    def request(self, item: CaptionInput) -> GenerationRequest:
+        examples = self._examples.lookup(item.cls)
+        self.examples_used["class" if examples else "fallback"] += 1
+        seed = request_seed(self._seed, item.key)
+        names = item.names
+        if self.prompt == prompts.REFERENCE_PROMPT:
+            species_name = names.common or names.scientific or names.taxonomic
+            text = prompts.reference_caption_text(
+                species_name,
+                names.scientific or names.taxonomic,
+                examples,
+                (item.description or "")[: max(0, self._max_wiki_chars)],
+            )
+            return GenerationRequest(
+                item.key, "", text, image=item.image, seed=seed, raw_template="internvl"
+            )
+        text = prompts.compact_caption_text(
+            taxon_label(names),
+            names.real_common or None,
+            item.cls,
+            self._examples.for_class(item.cls),
+            item.description,
+        )
+        return GenerationRequest(
+            item.key, prompts.COMPACT_INSTRUCTION, text, image=item.image, seed=seed
+        )
 
     def caption_batch(self, items: Sequence[CaptionInput]) -> list[CaptionOutcome]:
-        requests = [
-            GenerationRequest(
-                id=i.key,
-                instruction=prompts.CAPTION_INSTRUCTION,
-                text=prompts.caption_text(
-                    i.scientific, i.common, i.cls, self._examples.for_class(i.cls), i.description
-                ),
-                image=i.image,
-                seed=request_seed(self._seed, i.key),
-            )
-            for i in items
-        ]
         outcomes = []
-        for answer in self._backend.generate(requests):
+        for answer in self._backend.generate([self.request(i) for i in items]):
             text = prompts.clean_caption(answer.text or "") if answer.ok else ""
             outcomes.append(
                 CaptionOutcome(text, None)
@@ -173,24 +208,34 @@ class GenerativeCaptioner:
 class TemplateCaptionerAdapter:
     """The CPU template captioner (no model): name + traits from the description."""
 
+    prompt, prompt_sha256 = "", ""
+
     def __init__(self):
         self._template = TemplateCaptioner()
         self.backend, self.model = self._template.backend, self._template.model
+        self.examples_used: Counter = Counter()
 
     def caption_batch(self, items: Sequence[CaptionInput]) -> list[CaptionOutcome]:
-        return [
-            CaptionOutcome(self._template.caption(i.scientific, i.common, i.description))
-            for i in items
-        ]
+        outcomes = []
+        for i in items:
+            caption = self._template.caption(
+                taxon_label(i.names), i.names.real_common or None, i.description
+            )
+            outcomes.append(
+                CaptionOutcome(caption) if caption else CaptionOutcome(None, "no taxon text")
+            )
+        return outcomes
 
 
 class ReleasedCaptioner:
     """Captions from the released TreeOfLife-10M-Captions, by sample key; never invented."""
 
     backend = "released"
+    prompt, prompt_sha256 = "", ""
 
     def __init__(self, captions: Mapping[str, str], model: str = "TreeOfLife-10M-Captions"):
         self._captions, self.model = captions, model
+        self.examples_used: Counter = Counter()
 
     def caption_batch(self, items: Sequence[CaptionInput]) -> list[CaptionOutcome]:
         outcomes = []
@@ -208,6 +253,10 @@ class NoopCaptioner:
     """A constant caption, to measure the shard rewrite alone (benchmarks)."""
 
     backend, model = "noop", "constant"
+    prompt, prompt_sha256 = "", ""
+
+    def __init__(self):
+        self.examples_used: Counter = Counter()
 
     def caption_batch(self, items: Sequence[CaptionInput]) -> list[CaptionOutcome]:
         return [CaptionOutcome("a photo.") for _ in items]

@@ -1,8 +1,10 @@
 """The MediaWiki Action API calls the crawler makes, and parsing of their answers.
 
 Pure functions: URLs in, JSON out. Every URL carries ``maxlag`` (the API refuses
-work while its replicas lag, asking clients to retry later) and uses
-``formatversion=2`` (plain JSON lists and booleans).
+work while its replicas lag, asking clients to retry later) and asks for
+``formatversion=2`` (plain JSON lists and booleans). Answers in the older
+``formatversion=1`` shape (pages keyed by id, ``"missing": ""``, ``{"*": text}``), which
+proxies and older wikis send, are read alike; a malformed entry costs only that entry.
 """
 
 from __future__ import annotations
@@ -100,6 +102,18 @@ class TitleResolution:
     redirected: dict[str, str] = field(default_factory=dict)
 
 
+def _entries(value) -> list:
+    """A list of answer entries, whether the API sent a list (v2) or an object (v1)."""
+    if isinstance(value, dict):
+        return list(value.values())
+    return value if isinstance(value, list) else []
+
+
+def _flag(entry: dict, name: str) -> bool:
+    """v2 sends ``"missing": true``, v1 ``"missing": ""``: presence is what counts."""
+    return name in entry and entry[name] is not False
+
+
 def parse_titles(data: dict, asked: list[str]) -> TitleResolution:
     """Follow ``normalized`` then ``redirects`` from each asked title to its page."""
     query = data.get("query")
@@ -107,17 +121,23 @@ def parse_titles(data: dict, asked: list[str]) -> TitleResolution:
         raise ApiError("action=query answer has no 'query' object")
     hops: dict[str, str] = {}
     for key in ("normalized", "redirects"):
-        for hop in query.get(key) or []:
-            hops[hop["from"]] = hop["to"]
+        for hop in _entries(query.get(key)):
+            if isinstance(hop, dict) and isinstance(hop.get("from"), str) and hop.get("to"):
+                hops[hop["from"]] = str(hop["to"])
     by_title: dict[str, PageRef | None] = {}
-    for page in query.get("pages") or []:
-        if page.get("missing") or page.get("invalid") or "pageid" not in page:
-            by_title[page.get("title", "")] = None
+    for page in _entries(query.get("pages")):
+        if not isinstance(page, dict) or not isinstance(page.get("title"), str):
+            continue  # a malformed entry: its title resolves to nothing, the rest go on
+        if _flag(page, "missing") or _flag(page, "invalid") or "pageid" not in page:
+            by_title[page["title"]] = None
             continue
-        props = page.get("pageprops") or {}
-        by_title[page["title"]] = PageRef(
-            int(page["pageid"]), page["title"], "disambiguation" in props
-        )
+        props = page.get("pageprops") if isinstance(page.get("pageprops"), dict) else {}
+        try:
+            by_title[page["title"]] = PageRef(
+                int(page["pageid"]), page["title"], "disambiguation" in props
+            )
+        except (TypeError, ValueError):
+            by_title[page["title"]] = None
     resolution = TitleResolution()
     for title in asked:
         current, seen = title, set()
@@ -132,9 +152,13 @@ def parse_titles(data: dict, asked: list[str]) -> TitleResolution:
 
 def parse_search(data: dict) -> list[str]:
     query = data.get("query")
-    if not isinstance(query, dict) or not isinstance(query.get("search"), list):
+    if not isinstance(query, dict) or not isinstance(query.get("search"), list | dict):
         raise ApiError("list=search answer has no 'query.search' list")
-    return [hit["title"] for hit in query["search"] if "title" in hit]
+    return [
+        hit["title"]
+        for hit in _entries(query["search"])
+        if isinstance(hit, dict) and isinstance(hit.get("title"), str)
+    ]
 
 
 @dataclass(frozen=True)
@@ -147,14 +171,16 @@ class ParsedPage:
 
 def parse_parse(data: dict) -> ParsedPage:
     parse = data.get("parse")
-    if not isinstance(parse, dict) or not isinstance(parse.get("text"), str):
+    text = parse.get("text") if isinstance(parse, dict) else None
+    if isinstance(text, dict):  # formatversion=1: {"*": html}
+        text = text.get("*")
+    if not isinstance(text, str):
         raise ApiError("action=parse answer has no 'parse.text' string")
     props = parse.get("properties") or {}
     if isinstance(props, list):  # formatversion=1 shape
-        props = {p.get("name"): p.get("*") for p in props}
-    return ParsedPage(
-        int(parse.get("pageid", 0)),
-        parse.get("title", ""),
-        parse["text"],
-        "disambiguation" in props,
-    )
+        props = {p.get("name"): p.get("*") for p in props if isinstance(p, dict)}
+    try:
+        pageid = int(parse.get("pageid", 0))
+    except (TypeError, ValueError) as exc:
+        raise ApiError(f"action=parse answer has a bad pageid {parse.get('pageid')!r}") from exc
+    return ParsedPage(pageid, str(parse.get("title", "")), text, "disambiguation" in props)

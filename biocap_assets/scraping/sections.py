@@ -1,10 +1,19 @@
-"""Extract visual sections, the lead and the taxobox from MediaWiki ``action=parse`` HTML.
+"""Extract a page's visual text, its lead and its taxobox from ``action=parse`` HTML.
 
 Pure functions over an HTML string. Two heading shapes occur: current MediaWiki
 wraps each heading in ``<div class="mw-heading mw-headingN">``; older output has
 ``<hN><span class="mw-headline">``. A section runs from its heading to the next
 heading of any level, so a visual h3 inside a non-visual h2 is found, and a
 non-visual h3 inside a visual h2 ends it.
+
+Which text is kept follows BioCAP's scraper (``wiki_scraper/scraper_*_names.py``) by
+default (``policy="reference"``): its keywords in its order of priority; for the first
+keyword, the first heading (in page order) whose text contains it and whose section has
+text; else the next keyword; one section only; failing all, the whole lead. The other
+policy, ``"all"``, keeps every section whose heading has a keyword. Paragraphs and list
+items are the text; tables, references and page furniture are not (the reference's
+BeautifulSoup walk keeps the text of anything in a ``<p>`` or list, citation markers
+included).
 """
 
 from __future__ import annotations
@@ -15,16 +24,19 @@ from dataclasses import dataclass, field
 
 from lxml import html as lxml_html
 
+# wiki_scraper's KEYWORDS, in its order of priority.
 VISUAL_KEYWORDS = (
     "description",
     "morphology",
     "appearance",
     "identification",
     "feature",
-    "characteristic",
+    "characteristics",
     "physical",
     "structure",
+    "explanation of names",
 )
+POLICIES = ("reference", "all")
 _HEADINGS = {"h2", "h3", "h4", "h5", "h6"}
 _BLOCKS = {"p", "li", "ul", "ol", "dl", "dd", "dt", "div", "br"}
 # Page furniture whose text is never section content.
@@ -62,7 +74,7 @@ _RANK_LABELS = {
 
 @dataclass
 class PageText:
-    """What a page offers: visual sections (heading names and text) and its lead."""
+    """What a page offers: its visual text (with the headings it came from) and its lead."""
 
     headings: list[str] = field(default_factory=list)
     text: str = ""
@@ -138,27 +150,43 @@ def is_visual_heading(heading: str, keywords: Iterable[str] = VISUAL_KEYWORDS) -
     return any(k in lowered for k in keywords)
 
 
-def extract_sections(html: str, keywords: Iterable[str] = VISUAL_KEYWORDS) -> PageText:
-    """Visual sections and the lead of a parsed page; raises ValueError on empty HTML."""
-    keywords = tuple(k.lower() for k in keywords)
-    result = PageText()
-    blocks: list[str] = []
+def _sections(html: str) -> tuple[list[tuple[str, list[str]]], list[str]]:
+    """([(heading, blocks)] in page order, lead blocks)."""
+    sections: list[tuple[str, list[str]]] = []
     lead: list[str] = []
-    in_visual = False
-    seen_heading = False
     for kind, value in _walk(_parse(html)):
         if kind == "heading":
-            _, text = value
-            seen_heading = True
-            in_visual = is_visual_heading(text, keywords)
-            if in_visual:
-                result.headings.append(text)
-        elif in_visual:
-            blocks.append(value)
-        elif not seen_heading:
+            sections.append((value[1], []))
+        elif sections:
+            sections[-1][1].append(value)
+        else:
             lead.append(value)
-    result.text = "\n".join(blocks)
-    result.lead = lead[0] if lead else ""
+    return sections, lead
+
+
+def extract_sections(
+    html: str, keywords: Iterable[str] = VISUAL_KEYWORDS, policy: str = "reference"
+) -> PageText:
+    """The visual text and the lead of a parsed page; raises ValueError on empty HTML."""
+    if policy not in POLICIES:
+        raise ValueError(f"section policy must be one of {POLICIES}, got {policy!r}")
+    keywords = tuple(k.lower() for k in keywords)
+    sections, lead = _sections(html)
+    result = PageText(lead="\n".join(lead))
+    if policy == "all":
+        chosen = [(h, b) for h, b in sections if b and is_visual_heading(h, keywords)]
+    else:
+        chosen = next(
+            (
+                [(heading, blocks)]
+                for keyword in keywords
+                for heading, blocks in sections
+                if blocks and keyword in heading.lower()
+            ),
+            [],
+        )
+    result.headings = [h for h, _ in chosen]
+    result.text = "\n".join(block for _, blocks in chosen for block in blocks)
     return result
 
 

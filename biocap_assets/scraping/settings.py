@@ -28,6 +28,7 @@ class CrawlOptions:
     progress_every: int = 100
     keep_lead: bool = True
     keywords: tuple[str, ...] = ()
+    section_policy: str = "reference"  # scraping.sections.POLICIES
     close_after_pages: int = 0  # stop after this many responses (0: never); for tests
 
     def as_extras(self) -> dict:

@@ -65,6 +65,7 @@ class WikiSpider(scrapy.Spider):
         api_url: str,
         keywords: tuple[str, ...] = (),
         keep_lead: bool = True,
+        section_policy: str = "reference",
         maxlag: int | None = 5,
         progress: Callable[[int, int], None] | None = None,
         **kwargs,
@@ -82,6 +83,7 @@ class WikiSpider(scrapy.Spider):
         self.api_url = api_url
         self.keywords = tuple(keywords) or VISUAL_KEYWORDS
         self.keep_lead = keep_lead
+        self.section_policy = section_policy
         self.maxlag = maxlag
         self.progress = progress
         self.emitted = 0
@@ -195,7 +197,7 @@ class WikiSpider(scrapy.Spider):
         waiting = self._waiting.pop(title, [])
         try:
             page = api.parse_parse(api.load_json(response.body, "action=parse"))
-            sections = extract_sections(page.html, self.keywords)
+            sections = extract_sections(page.html, self.keywords, self.section_policy)
             info = PageInfo(
                 page.pageid,
                 page.title,

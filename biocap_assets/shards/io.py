@@ -52,6 +52,23 @@ def atomic_open(url: str, mode: str = "wb") -> Iterator[IO]:
     f.close()
 
 
+class HashingWriter:
+    """A binary writer that passes bytes through and keeps their sha256 (a shard's digest,
+    computed while it is written, so nothing reads it back)."""
+
+    def __init__(self, target: IO):
+        import hashlib
+
+        self._target, self._digest = target, hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self._digest.update(data)
+        return self._target.write(data)
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+
 def open_read(url: str, mode: str = "rb") -> IO:
     if is_local(url):
         return open(local_path(url), mode)

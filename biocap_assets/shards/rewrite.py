@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -18,8 +19,14 @@ from typing import BinaryIO
 from PIL import Image, UnidentifiedImageError
 
 from biocap_assets.inference.tasks import Captioner, CaptionInput
-from biocap_assets.shards.tarstream import END_OF_ARCHIVE, RawMember, iter_raw_members, member_bytes
-from biocap_assets.shards.texts import RANKS
+from biocap_assets.shards.tarstream import (
+    END_OF_ARCHIVE,
+    RawMember,
+    TarFormatError,
+    iter_raw_members,
+    member_bytes,
+)
+from biocap_assets.taxonomy.names import RANKS, SampleNames, parse_taxon_tag
 
 IMAGE_SUFFIXES = ("jpg", "jpeg", "png", "webp")
 CAPTION_SUFFIX = "caption.txt"
@@ -89,25 +96,6 @@ def iter_samples(fileobj: BinaryIO) -> Iterator[Sample]:
         yield current
 
 
-def parse_taxon_tag(tag: str) -> dict[str, str]:
-    """Ranks from ``a photo of kingdom X phylum Y ... species z[ with common name ...].``"""
-    text = tag.strip().removeprefix("a photo of ").rstrip(".")
-    text = text.split(" with common name ")[0]
-    words = text.split()
-    ranks: dict[str, str] = {}
-    i = 0
-    while i < len(words) - 1:
-        if words[i] in RANKS:
-            j = i + 1
-            while j < len(words) and words[j] not in RANKS:
-                j += 1
-            ranks[words[i]] = " ".join(words[i + 1 : j])
-            i = j
-        else:
-            i += 1
-    return ranks
-
-
 def image_problem(data: bytes | None) -> str | None:
     """None when the image decodes; else 'no_image' or 'bad_image'.
 
@@ -120,7 +108,7 @@ def image_problem(data: bytes | None) -> str | None:
         with Image.open(io.BytesIO(data)) as image:
             image.draft("RGB", (1, 1))
             image.load()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return "bad_image"
     return None
 
@@ -131,12 +119,17 @@ class ShardStats:
     captioned: int = 0
     no_image: int = 0
     bad_image: int = 0
+    no_taxon: int = 0
     failed: int = 0
     caption_words: int = 0
     bytes_in: int = 0
     seconds: float = 0.0
     backend: str = ""
     model: str = ""
+    prompt: str = ""
+    prompt_sha256: str = ""
+    examples_class: int = 0  # samples prompted with their class's format examples
+    examples_fallback: int = 0  # samples prompted with the fallback examples
     errors: list[str] = field(default_factory=list)
     examples: list[tuple[str, str]] = field(default_factory=list)
 
@@ -155,12 +148,17 @@ class ShardStats:
             "skipped": self.samples - self.captioned,
             "no_image": self.no_image,
             "bad_image": self.bad_image,
+            "no_taxon": self.no_taxon,
             "failed": self.failed,
             "mean_caption_words": round(self.mean_caption_words, 3),
             "bytes_in": self.bytes_in,
             "seconds": round(self.seconds, 3),
             "backend": self.backend,
             "model": self.model,
+            "prompt": self.prompt,
+            "prompt_sha256": self.prompt_sha256,
+            "examples_class": self.examples_class,
+            "examples_fallback": self.examples_fallback,
         }
 
 
@@ -196,15 +194,24 @@ def _batches(samples: Iterator[Sample], size: int) -> Iterator[list[Sample]]:
         yield batch
 
 
-def _caption_input(sample: Sample, describe: DescriptionLookup | None) -> CaptionInput:
+def sample_names(sample: Sample) -> SampleNames:
+    """The names a sample's text members give (webdataset's lower-cased suffixes too)."""
     ranks = parse_taxon_tag(sample.text("taxonTag.txt"))
+    return SampleNames(
+        common=sample.text("common_name.txt"),
+        scientific=sample.text("scientific_name.txt"),
+        taxonomic=sample.text("taxonomic_name.txt"),
+        ranks=tuple((r, ranks[r]) for r in RANKS if ranks.get(r)),
+    )
+
+
+def _caption_input(sample: Sample, describe: DescriptionLookup | None) -> CaptionInput:
+    names = sample_names(sample)
     return CaptionInput(
         key=sample.key,
         image=sample.image,
-        scientific=sample.text("scientific_name.txt") or ranks.get("genus", ""),
-        common=sample.text("common_name.txt") or None,
-        cls=ranks.get("class"),
-        description=describe(ranks) if describe else None,
+        names=names,
+        description=describe(names.rank) if describe else None,
     )
 
 
@@ -217,44 +224,76 @@ def rewrite_shard(
     progress: Callable[[ShardStats], None] | None = None,
     n_examples: int = 5,
     check_images: bool = True,
+    source: str = "",
 ) -> ShardStats:
     """Copy ``src`` to ``dst`` with captions added; ``dst`` gets a complete tar or an error.
 
     ``check_images=False`` skips decoding (only a missing image is caught): for shards
-    already checked, when the rewrite itself must go faster.
+    already checked, when the rewrite itself must go faster. A sample whose text members
+    name no taxon gets no caption from a generative or template captioner (counted as
+    ``no_taxon``; TreeOfLife-10M's writer never makes one). A shard that is not a plain,
+    whole tar fails with a :class:`TarFormatError` naming ``source``.
     """
-    stats = ShardStats(backend=captioner.backend, model=captioner.model)
+    stats = ShardStats(
+        backend=captioner.backend,
+        model=captioner.model,
+        prompt=captioner.prompt,
+        prompt_sha256=captioner.prompt_sha256,
+    )
     started = time.perf_counter()
-    for batch in _batches(iter_samples(src), batch_size):
-        inputs: list[CaptionInput] = []
-        for sample in batch:
-            stats.samples += 1
-            stats.bytes_in += sum(len(m.raw.raw) for m in sample.members)
-            image = sample.image
-            problem = image_problem(image) if check_images or image is None else None
-            if problem:
-                setattr(stats, problem, getattr(stats, problem) + 1)
-            else:
-                inputs.append(_caption_input(sample, describe))
-        outcomes = dict(zip((i.key for i in inputs), captioner.caption_batch(inputs), strict=True))
-        for sample in batch:
-            outcome = outcomes.get(sample.key)
-            caption = outcome.caption if outcome is not None else None
-            if outcome is not None and caption is None:
-                stats.failed += 1
-                if len(stats.errors) < 20:
-                    stats.errors.append(f"{sample.key}: {outcome.error}")
-            if caption is not None:
-                stats.captioned += 1
-                stats.caption_words += len(caption.split())
-                if len(stats.examples) < n_examples:
-                    stats.examples.append((sample.key, caption))
-            _write_sample(dst, sample, caption)
-        if progress is not None:
-            progress(stats)
+    samples = iter_samples(src)
+    try:
+        for batch in _batches(samples, batch_size):
+            _caption_batch(batch, dst, captioner, describe, check_images, stats, n_examples)
+            if progress is not None:
+                progress(stats)
+    except TarFormatError as exc:
+        raise TarFormatError(f"{source or 'shard'}: {exc}") from None
     dst.write(END_OF_ARCHIVE)
     stats.seconds = time.perf_counter() - started
+    stats.examples_class = captioner.examples_used["class"]
+    stats.examples_fallback = captioner.examples_used["fallback"]
     return stats
+
+
+def _caption_batch(
+    batch: list[Sample],
+    dst: BinaryIO,
+    captioner: Captioner,
+    describe: DescriptionLookup | None,
+    check_images: bool,
+    stats: ShardStats,
+    n_examples: int,
+) -> None:
+    inputs: list[CaptionInput] = []
+    by_key = captioner.backend == "released"  # released captions need no names
+    for sample in batch:
+        stats.samples += 1
+        stats.bytes_in += sum(len(m.raw.raw) for m in sample.members)
+        image = sample.image
+        problem = image_problem(image) if check_images or image is None else None
+        if problem:
+            setattr(stats, problem, getattr(stats, problem) + 1)
+            continue
+        item = _caption_input(sample, describe)
+        if item.names.empty and not by_key:
+            stats.no_taxon += 1
+            continue
+        inputs.append(item)
+    outcomes = dict(zip((i.key for i in inputs), captioner.caption_batch(inputs), strict=True))
+    for sample in batch:
+        outcome = outcomes.get(sample.key)
+        caption = outcome.caption if outcome is not None else None
+        if outcome is not None and caption is None:
+            stats.failed += 1
+            if len(stats.errors) < 20:
+                stats.errors.append(f"{sample.key}: {outcome.error}")
+        if caption is not None:
+            stats.captioned += 1
+            stats.caption_words += len(caption.split())
+            if len(stats.examples) < n_examples:
+                stats.examples.append((sample.key, caption))
+        _write_sample(dst, sample, caption)
 
 
 def shard_keys(fileobj: BinaryIO) -> list[str]:
@@ -263,20 +302,40 @@ def shard_keys(fileobj: BinaryIO) -> list[str]:
 
 
 def description_lookup(rows: Sequence[dict]) -> DescriptionLookup:
-    """Find a sample's visual description by its full ranks, else by its binomial."""
+    """Find a sample's visual description by its full seven ranks (case-insensitive).
+
+    ``rows``: the visual_descriptions table, one row per taxon (with or without a
+    description). A sample whose ranks match no row falls back to its binomial only when
+    that binomial names a single taxon there: a hemihomonym ("Abronia umbellata", a plant
+    and a lizard) never gets the other taxon's text.
+    """
     by_ranks: dict[tuple[str, ...], str] = {}
     by_binomial: dict[str, str] = {}
+    taxa_per_binomial: Counter[str] = Counter()
     for row in rows:
+        binomial = _binomial(row)
+        if binomial:
+            taxa_per_binomial[binomial] += 1
         text = row.get("description") or ""
-        if not text:
-            continue
-        by_ranks[tuple((row.get(r) or "").lower() for r in RANKS)] = text
-        by_binomial.setdefault(f"{row.get('genus', '')} {row.get('species', '')}".lower(), text)
+        if text:
+            by_ranks[_rank_key(row)] = text
+            if binomial:
+                by_binomial[binomial] = text
+    unique = {b: t for b, t in by_binomial.items() if taxa_per_binomial[b] == 1}
 
     def lookup(ranks: dict[str, str]) -> str | None:
-        exact = by_ranks.get(tuple((ranks.get(r) or "").lower() for r in RANKS))
+        exact = by_ranks.get(_rank_key(ranks))
         if exact:
             return exact
-        return by_binomial.get(f"{ranks.get('genus', '')} {ranks.get('species', '')}".lower())
+        return unique.get(_binomial(ranks))
 
     return lookup
+
+
+def _rank_key(ranks: dict) -> tuple[str, ...]:
+    return tuple((ranks.get(r) or "").strip().lower() for r in RANKS)
+
+
+def _binomial(ranks: dict) -> str:
+    genus, species = (ranks.get("genus") or "").strip(), (ranks.get("species") or "").strip()
+    return f"{genus} {species}".lower() if genus and species else ""

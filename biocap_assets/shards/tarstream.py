@@ -24,6 +24,19 @@ class TarFormatError(ValueError):
     """The stream is not a readable tar archive."""
 
 
+# Magic numbers of compressed files: a shard must be a plain tar here.
+_COMPRESSED = (
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bzip2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+)
+
+
+def _compression(block: bytes) -> str | None:
+    return next((name for magic, name in _COMPRESSED if block.startswith(magic)), None)
+
+
 @dataclass
 class RawMember:
     name: str
@@ -38,12 +51,18 @@ def _padded(size: int) -> int:
     return (size + BLOCK - 1) // BLOCK * BLOCK
 
 
-def _number(field: bytes) -> int:
+def _number(field: bytes, what: str, offset: int) -> int:
     if field and field[0] & 0x80:  # GNU base-256
         value = int.from_bytes(field[1:], "big")
         return value
     text = field.rstrip(b"\0 ").strip()
-    return int(text, 8) if text else 0
+    try:
+        return int(text, 8) if text else 0
+    except ValueError:
+        raise TarFormatError(
+            f"bad tar header at byte {offset}: its {what} field {text[:16]!r} is not an octal "
+            "number"
+        ) from None
 
 
 def _read_exact(f: BinaryIO, n: int, offset: int) -> bytes:
@@ -59,13 +78,21 @@ def _read_exact(f: BinaryIO, n: int, offset: int) -> bytes:
     return b"".join(chunks)
 
 
-def _pax_records(data: bytes) -> dict[str, str]:
+def _pax_records(data: bytes, offset: int) -> dict[str, str]:
+    """``"<length> <key>=<value>\\n"`` records; each must move forward, or this fails."""
     records, pos = {}, 0
     while pos < len(data):
-        space = data.index(b" ", pos)
-        length = int(data[pos:space])
+        if not data[pos:].strip(b"\0"):
+            break  # padding after the last record
+        space = data.find(b" ", pos)
+        try:
+            length = int(data[pos:space]) if space > pos else -1
+        except ValueError:
+            length = -1
+        if length <= space - pos or pos + length > len(data):
+            raise TarFormatError(f"bad PAX extended header at byte {offset}: malformed record")
         key, _, value = data[space + 1 : pos + length - 1].partition(b"=")
-        records[key.decode("utf-8")] = value.decode("utf-8", "surrogateescape")
+        records[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
         pos += length
     return records
 
@@ -77,24 +104,29 @@ def iter_raw_members(f: BinaryIO) -> Iterator[RawMember]:
     long_name: str | None = None
     while True:
         header = f.read(BLOCK)
+        if offset == 0 and header and (kind := _compression(header)):
+            raise TarFormatError(
+                f"the shard is {kind}-compressed; shards must be plain (uncompressed) tar "
+                f"files, as TreeOfLife-10M ships them: decompress it first"
+            )
         if not header or header == b"\0" * BLOCK:
             if pending:
                 raise TarFormatError(f"archive ends inside a member at byte {offset}")
             return
         if len(header) < BLOCK:
             header += _read_exact(f, BLOCK - len(header), offset + len(header))
-        stored = _number(header[148:156])
+        stored = _number(header[148:156], "checksum", offset)
         computed = sum(header[:148]) + 8 * 32 + sum(header[156:])
         if stored != computed:
             raise TarFormatError(f"not a tar archive: bad header checksum at byte {offset}")
-        size = _number(header[124:136])
+        size = _number(header[124:136], "size", offset)
         kind = header[156:157]
         body = _read_exact(f, _padded(size), offset + BLOCK) if size else b""
         offset += BLOCK + len(body)
         if kind in (b"x", b"L"):
             pending.append(header + body)
             if kind == b"x":
-                pax.update(_pax_records(body[:size]))
+                pax.update(_pax_records(body[:size], offset - BLOCK - len(body)))
             else:
                 long_name = body[:size].rstrip(b"\0").decode("utf-8", "surrogateescape")
             continue
@@ -107,14 +139,18 @@ def iter_raw_members(f: BinaryIO) -> Iterator[RawMember]:
             if prefix:
                 name = f"{prefix}/{name}"
         name = pax.get("path", long_name or name)
-        size = int(pax.get("size", size))
+        try:
+            size = int(pax.get("size", size))
+            mtime = int(float(pax.get("mtime", _number(header[136:148], "mtime", offset))))
+        except ValueError:
+            raise TarFormatError(f"bad PAX size or mtime for {name!r} at byte {offset}") from None
         raw = b"".join(pending) + header + body
         yield RawMember(
             name,
             body[:size],
             raw,
-            int(float(pax.get("mtime", _number(header[136:148])))),
-            _number(header[100:108]),
+            mtime,
+            _number(header[100:108], "mode", offset),
             kind in _REGULAR,
         )
         pending, pax, long_name = [], {}, None

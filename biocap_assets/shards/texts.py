@@ -1,16 +1,19 @@
-"""The text members of TreeOfLife-10M samples, built with the upstream templates.
+"""The text members of TreeOfLife-10M samples.
 
-BioCLIP's ``make_wds`` writes, for every image, the names and six "a photo of"
-texts below. Ranks missing from a taxon are left out of the joined names, as
-upstream does. webdataset lowercases suffixes when it decodes samples
-(``taxonTag.txt`` is read back as ``taxontag.txt``); writers keep upstream's case.
+BioCLIP's ``make_wds.make_txt`` writes, for every image, three names and seven "a photo
+of" texts. Names are built by its ``naming.Taxon``: ``scientific`` is "Genus species"
+(or "Genus", or empty without a genus), ``taxonomic`` the known ranks capitalised (the
+species epithet lower-cased) and joined, and the common name falls back to the
+scientific, then the taxonomic name. Ranks missing from a taxon are left out of the
+joined names. webdataset lowercases suffixes when it decodes samples (``taxonTag.txt``
+is read back as ``taxontag.txt``); writers keep upstream's case.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-RANKS = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
+from biocap_assets.taxonomy.names import RANKS
 
 TEXT_KEYS = (
     "scientific_name.txt",
@@ -55,15 +58,27 @@ class Taxon:
     def binomial(self) -> str:
         return f"{self.genus} {self.species}" if self.genus and self.species else ""
 
+    @property
+    def scientific(self) -> str:
+        """naming.Taxon.scientific: "Genus species", "Genus", or empty."""
+        name = " ".join(w for w in (self.genus.capitalize(), self.species.lower()) if w)
+        return name.capitalize()
+
+    @property
+    def taxonomic(self) -> str:
+        words = [r.capitalize() for r in self.ranks[:6]] + [self.species.lower()]
+        return " ".join(w for w in words if w)
+
+    @property
+    def tagged(self) -> str:
+        values = [r.capitalize() for r in self.ranks[:6]] + [self.species.lower()]
+        return " ".join(f"{name} {v}" for name, v in zip(RANKS, values, strict=True) if v)
+
 
 def sample_texts(taxon: Taxon) -> dict[str, str]:
-    """The ten text members of one sample, as upstream writes them."""
-    scientific = taxon.binomial or next((r for r in reversed(taxon.ranks[:-1]) if r), "")
-    taxonomic = " ".join(r for r in taxon.ranks if r)
-    tag = " ".join(
-        f"{name} {value}" for name, value in zip(RANKS, taxon.ranks, strict=True) if value
-    )
-    common = taxon.common or scientific
+    """The ten text members of one sample, as ``make_wds.make_txt`` writes them."""
+    common = taxon.common or taxon.scientific or taxon.taxonomic
+    scientific, taxonomic, tag = taxon.scientific, taxon.taxonomic, taxon.tagged
     return {
         "scientific_name.txt": scientific,
         "taxonomic_name.txt": taxonomic,

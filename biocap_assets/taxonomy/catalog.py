@@ -13,7 +13,9 @@ from urllib.parse import urlparse
 
 import fsspec
 
-RANK_COLUMNS = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
+from biocap_assets.taxonomy.names import RANKS
+
+RANK_COLUMNS = RANKS
 REQUIRED_COLUMNS = ("treeoflife_id", *RANK_COLUMNS, "common")
 _HEAD_BYTES = 64 * 1024
 

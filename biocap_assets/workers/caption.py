@@ -15,8 +15,13 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from biocap_assets.inference.base import INTERNVL_STOP
 from biocap_assets.inference.factory import InferenceConfig, make_backend
-from biocap_assets.inference.prompts import FormatExamples
+from biocap_assets.inference.prompts import (
+    REFERENCE_EXCERPT_CHARS,
+    REFERENCE_PROMPT,
+    FormatExamples,
+)
 from biocap_assets.inference.tasks import (
     Captioner,
     GenerativeCaptioner,
@@ -26,7 +31,7 @@ from biocap_assets.inference.tasks import (
 )
 from biocap_assets.progress import ProgressLog
 from biocap_assets.resources.duckdb import register_filesystem
-from biocap_assets.shards.io import atomic_open, open_read, shard_size
+from biocap_assets.shards.io import HashingWriter, atomic_open, open_read, shard_size
 from biocap_assets.shards.rewrite import ShardStats, description_lookup, rewrite_shard, shard_keys
 from biocap_assets.workers.runtime import run_main, worker_context
 
@@ -64,13 +69,39 @@ def make_captioner(extras: dict, log) -> Captioner:
         captions = released_captions(extras["released_url"], keys)
         log.info(f"released captions: {len(captions)} of {len(keys)} keys found")
         return ReleasedCaptioner(captions)
-    config = InferenceConfig.from_dict({**(extras.get("inference") or {}), "backend": source})
-    examples = (
-        FormatExamples.from_csv(extras["format_examples"])
-        if extras.get("format_examples")
-        else FormatExamples({})
+    prompt = extras.get("prompt") or REFERENCE_PROMPT
+    settings = {**(extras.get("inference") or {}), "backend": source}
+    if prompt == REFERENCE_PROMPT and not settings.get("stop"):
+        settings["stop"] = list(INTERNVL_STOP)  # caption_gen's SamplingParams(stop=...)
+    config = InferenceConfig.from_dict(settings)
+    if extras.get("format_examples"):
+        examples = FormatExamples.from_file(extras["format_examples"])
+        log.info(f"format examples: {len(examples.by_class)} classes from {examples.source}")
+    else:
+        log.warning("no format examples: every sample gets the fallback examples")
+        examples = FormatExamples({})
+    return GenerativeCaptioner(
+        make_backend(config),
+        examples,
+        seed=config.seed,
+        prompt=prompt,
+        max_wiki_chars=int(extras.get("max_wiki_chars", REFERENCE_EXCERPT_CHARS)),
     )
-    return GenerativeCaptioner(make_backend(config), examples, seed=config.seed)
+
+
+def generation_parameters(extras: dict) -> dict:
+    """What, besides the prompt, decides a generated caption (recorded per shard)."""
+    source = extras.get("source", "cpu")
+    if source not in ("vllm", "openai"):
+        return {}
+    inference = extras.get("inference") or {}
+    keys = ("model", "quantization", "max_model_len", "temperature", "top_p", "max_tokens")
+    return {
+        **{k: inference.get(k) for k in keys},
+        "seed": inference.get("seed", 0),
+        "stop": inference.get("stop") or list(INTERNVL_STOP),
+        "max_wiki_chars": int(extras.get("max_wiki_chars", REFERENCE_EXCERPT_CHARS)),
+    }
 
 
 def run(extras: dict, log) -> dict:
@@ -79,6 +110,10 @@ def run(extras: dict, log) -> dict:
     if extras.get("descriptions"):
         with open_read(extras["descriptions"]) as f:
             describe = description_lookup(pq.read_table(io.BytesIO(f.read())).to_pylist())
+    try:
+        src = open_read(extras["input"])
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"input shard {extras['input']}: no such file") from exc
     # The sample count of a shard is unknown until it is read; its size in bytes is not.
     size_mb = shard_size(extras["input"]) / 1e6
     progress_log = ProgressLog(
@@ -95,7 +130,8 @@ def run(extras: dict, log) -> dict:
             extra=f"{stats.samples} samples, {stats.captioned} captioned",
         )
 
-    with open_read(extras["input"]) as src, atomic_open(extras["output"]) as dst:
+    with src, atomic_open(extras["output"]) as out:
+        dst = HashingWriter(out)
         stats = rewrite_shard(
             src,
             dst,
@@ -104,14 +140,15 @@ def run(extras: dict, log) -> dict:
             batch_size=int(extras.get("batch_size", 256)),
             check_images=bool(extras.get("check_images", True)),
             progress=progress,
+            source=f"input shard {extras['input']}",
         )
-    log.info(f"shard {extras.get('partition', '')} done: {stats.as_row()}")
-    return {
+    row = {
         **stats.as_row(),
-        "examples": stats.examples,
-        "errors": stats.errors,
-        "output": extras["output"],
+        "sha256": dst.hexdigest(),
+        "generation": json.dumps(generation_parameters(extras), sort_keys=True),
     }
+    log.info(f"shard {extras.get('partition', '')} done: {row}")
+    return {**row, "examples": stats.examples, "errors": stats.errors, "output": extras["output"]}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -120,7 +157,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output")
     parser.add_argument("--source", default="cpu", choices=SOURCES)
     parser.add_argument("--descriptions", help="visual_descriptions Parquet")
-    parser.add_argument("--format-examples", dest="format_examples")
+    parser.add_argument(
+        "--format-examples", dest="format_examples", help="format_examples.parquet (or .csv)"
+    )
+    parser.add_argument("--prompt", help="biocap-reference (default) or biocap-compact")
     parser.add_argument("--released-url", dest="released_url")
     parser.add_argument("--batch-size", dest="batch_size", type=int, default=256)
     parser.add_argument("--inference", type=json.loads, default={})

@@ -78,6 +78,7 @@ def crawl(ctx: WorkerContext) -> dict:
             api_url=api_url,
             keywords=options.keywords,
             keep_lead=options.keep_lead,
+            section_policy=options.section_policy,
             maxlag=options.maxlag,
             progress=Progress(ctx, options.progress_every, len(taxa)),
         )
