@@ -408,3 +408,76 @@ def test_the_upstream_preset_fine_tunes_openai_clip():
     assert PRESETS["upstream"].model == "ViT-B-16"
     assert PRESETS["upstream"].pretrained == "openai", "slurm/train.sh: --pretrained 'openai'"
     assert PRESETS["demo"].pretrained is None
+
+
+def test_the_training_step_fails_before_launching_when_weights_cannot_be_had(monkeypatch, tmp_path):
+    """The upstream recipe offline with an empty cache: the step fails at once, with what
+    to do, and no worker (no GPU pod) is ever launched."""
+    import dagster as dg
+    import pyarrow as pa
+
+    from biocap_assets.assets.training import TrainingConfig, clip_checkpoint
+    from biocap_assets.resources import LauncherResource, SourcesResource, StorageResource
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    launched = []
+
+    class NoLaunch(LauncherResource):
+        def run(self, *args, **kwargs):
+            launched.append(args)
+            raise AssertionError("no worker may start")
+
+    stats = pa.table({"shard": ["000000", "000001"], "output_url": ["a.tar", "b.tar"],
+                      "captioned": [10, 10]})  # fmt: skip
+    context = dg.build_asset_context()
+    with pytest.raises(dg.Failure, match="huggingface-cli download") as info:
+        list(
+            clip_checkpoint(
+                context,
+                TrainingConfig(preset="upstream"),
+                stats,
+                SourcesResource(demo_root=str(tmp_path / "demo"), shards_url="/x/{0..1}.tar"),
+                NoLaunch(),
+                StorageResource(root_url=(tmp_path / "storage").as_uri()),
+            )
+        )
+    assert "initial weights unavailable" in str(info.value) and not launched
+
+
+def test_recaptioning_a_shard_changes_the_data_version_and_so_the_run(demo_world, tmp_path):
+    """Two caption runs that differ in one caption: the training run folder differs, so
+    the asset never returns the old checkpoint as new."""
+    import pyarrow as pa
+
+    from biocap_assets.assets.training import data_version
+    from biocap_assets.workers.caption import run
+
+    class Log:
+        def info(self, message):
+            pass
+
+        warning = info
+
+    shard = str(demo_world.train_shards[0])
+    rows = []
+    for seed, descriptions in ((0, None), (1, tmp_path / "descriptions.parquet")):
+        extras = {"input": shard, "output": str(tmp_path / f"out-{seed}.tar"), "source": "cpu"}
+        if descriptions:
+            import pyarrow.parquet as pq
+
+            pq.write_table(
+                pa.table({"genus": ["Cardinalis"], "species": ["cardinalis"], "kingdom": [
+                    "Animalia"], "phylum": ["Chordata"], "class": ["Aves"], "order": [
+                    "Passeriformes"], "family": ["Cardinalidae"], "description": [
+                    "It is red with a black mask around the bill."]}),
+                descriptions,
+            )  # fmt: skip
+            extras["descriptions"] = str(descriptions)
+        report = run(extras, Log())
+        rows.append({**report, "shard": "000000"})
+    assert rows[0]["samples"] == rows[1]["samples"] and rows[0]["model"] == rows[1]["model"]
+    assert rows[0]["sha256"] != rows[1]["sha256"], "a caption changed"
+    first, second = (data_version(pa.Table.from_pylist([r])) for r in rows)
+    assert first != second
+    assert data_version(pa.Table.from_pylist([rows[0]])) == first, "stable for the same data"
