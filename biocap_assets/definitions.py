@@ -73,12 +73,6 @@ ALL_ASSETS = [
 ]
 ALL_CHECKS = [taxa.no_duplicate_taxa, wiki.every_taxon_has_a_row, wiki.error_share_below_threshold]
 
-pipeline_job = dg.define_asset_job(
-    "pipeline",
-    selection=dg.AssetSelection.all(),
-    description="Materialize every asset of the pipeline, upstream first.",
-)
-
 defs = dg.Definitions(
     # code references: the UI links each asset to the file and line that defines it
     assets=dg.with_source_code_references(ALL_ASSETS),

@@ -74,16 +74,13 @@ def reevaluate_schedule(cron: str) -> dg.ScheduleDefinition:
     return _schedule
 
 
-@dg.asset_sensor(
-    asset_key=dg.AssetKey("clip_checkpoint"),
-    job=reevaluate,
-    name="evaluate_new_checkpoints",
+# eval_reports carries AutomationCondition.eager(): it is requested whenever a parent (a new
+# clip_checkpoint) was updated since eval_reports last ran, never twice for one checkpoint,
+# and not when the same run already evaluated it (train_and_evaluate, biocap demo). This
+# sensor is what evaluates those conditions, on the daemon; it is on by default.
+evaluate_new_checkpoints = dg.AutomationConditionSensorDefinition(
+    "evaluate_new_checkpoints",
+    target=dg.AssetSelection.assets("eval_reports"),
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Evaluate every new clip_checkpoint materialization.",
+    description="Evaluate every new clip_checkpoint (eval_reports' eager automation condition).",
 )
-def evaluate_new_checkpoints(
-    context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry
-) -> dg.RunRequest:
-    return dg.RunRequest(
-        run_key=f"evaluate-{asset_event.run_id}", tags={"biocap/trigger": "new_checkpoint"}
-    )

@@ -213,6 +213,11 @@ def test_the_caption_worker_records_prompt_parameters_and_digest(input_shard, tm
     assert generation["temperature"] == 0.6 and generation["seed"] == 7
     assert generation["stop"] == ["<|im_end|>", "</s>", "<|endoftext|>"]
     assert generation["max_wiki_chars"] == 600
+    assert (generation["quantization"], generation["max_model_len"]) == ("awq", 2048)
+    # ... and that is what the server was sent
+    assert {r["temperature"] for r in sent} == {0.6} and {r["top_p"] for r in sent} == {0.8}
+    assert {r["max_tokens"] for r in sent} == {50}
+    assert len({r["seed"] for r in sent}) == len(sent), "a seed per sample, from the base seed"
     assert report["sha256"] == hashlib.sha256(output.read_bytes()).hexdigest()
     assert report["examples_class"] + report["examples_fallback"] == len(sent) == 10
     assert report["examples_class"] > 0, "the demo's classes have examples"
@@ -357,3 +362,17 @@ def test_demo_captions_show_no_leak_and_no_broken_text(demo_world, tmp_path):
     partial = [c for c in captions.values() if "a member of the" in c]
     assert any("family Calliphoridae (order Diptera)" in c for c in partial)
     assert any("order Coleoptera (class Insecta)" in c for c in partial)
+
+
+def test_a_shard_cut_between_two_members_is_truncated_not_short(input_shard):
+    """A cut on a 512-byte boundary between members leaves only whole members: without
+    the end-of-archive marker it is still a truncated shard, not a shorter one."""
+    from biocap_assets.shards.tarstream import TarFormatError, iter_raw_members
+
+    data = input_shard.read_bytes()
+    members = list(iter_raw_members(io.BytesIO(data)))
+    cut = sum(len(m.raw) for m in members[:5])
+    assert cut % 512 == 0
+    with pytest.raises(TarFormatError, match="without its end-of-archive marker"):
+        list(iter_raw_members(io.BytesIO(data[:cut])))
+    assert len(list(iter_raw_members(io.BytesIO(data)))) == len(members), "whole: fine"

@@ -88,23 +88,41 @@ def test_the_schedule_reruns_even_without_a_new_checkpoint(fresh_defs):
     assert a.run_key != b.run_key, "each tick requests a run, checkpoint changed or not"
 
 
-def test_the_sensor_requests_an_evaluation_per_new_checkpoint(fresh_defs, monkeypatch):
+def test_a_new_checkpoint_is_evaluated_once_and_an_evaluated_one_not_again(fresh_defs):
+    """eval_reports' automation condition, evaluated as the daemon's sensor evaluates it."""
     sensor = fresh_defs.resolve_sensor_def("evaluate_new_checkpoints")
-    assert sensor.job_name == "reevaluate"
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     instance = dg.DagsterInstance.ephemeral()
 
     @dg.asset(key="clip_checkpoint")
-    def fake_checkpoint() -> dg.MaterializeResult:
+    def checkpoint() -> dg.MaterializeResult:
         return dg.MaterializeResult()
 
-    dg.materialize([fake_checkpoint], instance=instance)
-    context = dg.build_sensor_context(instance=instance, definitions=fresh_defs)
-    result = sensor.evaluate_tick(context)
-    assert len(result.run_requests) == 1
-    context = dg.build_sensor_context(
-        instance=instance, definitions=fresh_defs, cursor=result.cursor
-    )
-    assert sensor.evaluate_tick(context).run_requests == [], "nothing new, no run"
+    @dg.asset(key="eval_images")
+    def images() -> dg.MaterializeResult:
+        return dg.MaterializeResult()
+
+    @dg.asset(key="eval_reports", deps=["clip_checkpoint", "eval_images"])
+    def reports() -> dg.MaterializeResult:
+        return dg.MaterializeResult()
+
+    def requested(cursor=None):
+        result = dg.evaluate_automation_conditions(
+            defs=fresh_defs, instance=instance, asset_selection=dg.AssetSelection.assets(
+                "eval_reports"), cursor=cursor
+        )  # fmt: skip
+        return result.get_requested_partitions(dg.AssetKey("eval_reports")), result.cursor
+
+    # As biocap demo / train_and_evaluate leave it: both in one run. Nothing to do.
+    dg.materialize([checkpoint, images, reports], instance=instance)
+    wanted, cursor = requested()
+    assert not wanted, "an evaluated checkpoint is not evaluated again"
+    # A new checkpoint alone: evaluated once.
+    dg.materialize([checkpoint], instance=instance)
+    wanted, cursor = requested(cursor)
+    assert wanted == {None}
+    wanted, cursor = requested(cursor)
+    assert not wanted, "requested once, not on every tick"
 
 
 def test_the_eval_data_setting_selects_the_upstream_suite(reference_data, tmp_path):
@@ -243,6 +261,17 @@ def test_inquire_rerank_is_read_from_a_datasets_cache(tmp_path):
     data = ds.read_inquire_rerank(tmp_path / "cache")
     assert [len(q.candidates) for q in data.queries] == [6, 6]
     assert sum(len(b) for b in data.iter_images()) == 12
+    # Where eval_rerank_with_clip.py's load_dataset leaves it: HF_DATASETS_CACHE set to
+    # the data folder's inquire/, the dataset under evendrow___inquire-rerank.
+    import shutil
+
+    (arrow,) = (tmp_path / "cache").rglob("*-test.arrow")
+    target = tmp_path / "data/inquire/evendrow___inquire-rerank/default/0.0.0/abc"
+    target.mkdir(parents=True)
+    shutil.copy(arrow, target / "inquire-rerank-test.arrow")
+    (spec,) = [s for s in ds.suite_from_data_dir(tmp_path / "data", tmp_path) if s.task ==
+               "inquire_rerank"]  # fmt: skip
+    assert not spec.missing and "evendrow___inquire-rerank" in spec.annotation
 
 
 def test_a_foreign_or_absent_rerank_copy_is_named(tmp_path):

@@ -130,8 +130,9 @@ def reference_inquire(model, preprocess, tokenizer, folder: Path, cache: Path) -
 @pytest.fixture(scope="module")
 def ours(demo_world, demo_run):
     specs = suite_from_data_dir(demo_world.data_dir / "eval", demo_world.eval_images)
-    rows = evaluate(str(demo_run / "export"), specs, lambda _: None)
-    return {(r.task, r.metric): r.value for r in rows}
+    evaluation = evaluate(str(demo_run / "export"), specs, lambda _: None)
+    assert not evaluation.not_evaluated
+    return {(r.task, r.metric): r.value for r in evaluation.rows}
 
 
 @pytest.fixture(scope="module")
@@ -227,3 +228,25 @@ def test_the_reference_scripts_print_our_numbers(ours, demo_world, demo_run, tmp
         for k in (1, 5, 10):
             value = 100 * float(re.search(rf"R@{k}: ([0-9.]+)", text).group(1))
             assert ours[("retrieval", f"{name}_R@{k}")] == pytest.approx(value, abs=0.1)
+
+
+def test_a_dataset_that_cannot_be_read_is_named_and_the_others_go_on(
+    demo_world, demo_run, tmp_path
+):
+    from biocap_assets.evaluation.datasets import load_suite
+
+    suite = tmp_path / "suite.yaml"
+    (tmp_path / "empty").mkdir()
+    data = demo_world.data_dir / "eval/classification_annotation/demo_species/metadata.csv"
+    suite.write_text(
+        "datasets:\n"
+        f"  - {{name: rerank, task: inquire_rerank, annotation: empty, image_root: ''}}\n"
+        f"  - {{name: species, task: zero_shot, annotation: {data}, "
+        f"image_root: {demo_world.eval_images / 'demo_species'}}}\n"
+    )
+    logged = []
+    evaluation = evaluate(str(demo_run / "export"), load_suite(suite), logged.append)
+    assert list(evaluation.not_evaluated) == ["rerank"]
+    assert "huggingface-cli download evendrow/INQUIRE-Rerank" in evaluation.not_evaluated["rerank"]
+    assert {r.dataset for r in evaluation.rows} == {"species"}
+    assert any(m.startswith("not evaluating inquire_rerank rerank") for m in logged)

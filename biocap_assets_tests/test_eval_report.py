@@ -108,3 +108,46 @@ def test_a_synthetic_suite_never_lands_in_the_papers_columns():
     assert len(ours) == 1 and ours.drop(columns=["model", "source"]).isna().all(axis=None)
     markdown, _ = render("demo.pt", _rows(UPSTREAM_TOP1), pd.DataFrame(), real_benchmarks=False)
     assert "This suite is synthetic" in markdown
+
+
+def test_re_evaluation_replaces_its_own_rows_per_head(tmp_path):
+    """Taxonomic, then the caption head twice: each (head, task, dataset) keeps one set of
+    rows; the other head's rows and other checkpoints' are untouched."""
+    from datetime import UTC, datetime
+
+    import duckdb
+
+    from biocap_assets.assets.evaluation import RESULT_COLUMNS, _write_results
+    from biocap_assets.resources.duckdb import BiocapDuckDB
+
+    db = BiocapDuckDB(database=str(tmp_path / "lake.duckdb"))
+
+    def frame(checkpoint: str, head: str, value: float) -> pd.DataFrame:
+        rows = _rows({"nabirds": value})
+        rows.loc[rows["task"] != "zero_shot", "head"] = head
+        return rows.assign(checkpoint=checkpoint, evaluated_at=datetime.now(UTC))[RESULT_COLUMNS]
+
+    _write_results(db, frame("old.pt", "taxonomic", 10.0))
+    _write_results(db, frame("new.pt", "taxonomic", 20.0))
+    history = _write_results(db, frame("new.pt", "caption", 30.0))
+    _write_results(db, frame("new.pt", "caption", 40.0))
+    with duckdb.connect(str(tmp_path / "lake.duckdb"), read_only=True) as connection:
+        counts = dict(
+            connection.execute(
+                "SELECT checkpoint || '/' || head || '/' || task, count(*) FROM eval_results "
+                "GROUP BY ALL"
+            ).fetchall()
+        )
+    per_evaluation = _rows({"nabirds": 1.0})["task"].value_counts().to_dict()
+    assert counts["new.pt/caption/retrieval"] == per_evaluation["retrieval"]
+    assert counts["new.pt/taxonomic/retrieval"] == per_evaluation["retrieval"], "kept"
+    assert counts["new.pt/taxonomic/zero_shot"] == per_evaluation["zero_shot"], "not doubled"
+    assert counts["old.pt/taxonomic/zero_shot"] == per_evaluation["zero_shot"]
+    assert set(history["checkpoint"]) == {"old.pt"}
+    # The report's rows: zero-shot with each retrieval head's numbers, one row per head.
+    both = frame("new.pt", "caption", 30.0)
+    zero, retrieval = paper_tables(both, pd.DataFrame(), "new")
+    mine = retrieval[retrieval["source"] == "this platform"]
+    assert list(mine["model"]) == ["new (caption head)"]
+    assert mine.iloc[0]["Cornell Bird I2T"] == 50.0  # R@10 of the caption-head rows
+    assert zero[zero["source"] == "this platform"].iloc[0]["NABirds"] == 30.0

@@ -76,6 +76,26 @@ def test_partitioned_table_replaces_only_its_partition(resources, tmp_path):
     ).success
 
 
+def test_a_partition_with_new_columns_extends_an_earlier_table(resources, tmp_path):
+    """shard_stats written by an earlier release lacks the prompt and digest columns: the
+    next partition adds them, and the old rows keep NULL there."""
+    parts = dg.StaticPartitionsDefinition(["000000", "000001"])
+    columns = {"shard": ["x"], "samples": [3]}
+
+    @dg.asset(partitions_def=parts, io_manager_key="table_io_manager", metadata={"table": "stats"})
+    def stats(context: dg.AssetExecutionContext) -> pa.Table:
+        return pa.table({**columns, "shard": [context.partition_key]})
+
+    dg.materialize([stats], partition_key="000000", resources=resources)
+    columns["sha256"] = ["abc"]
+    dg.materialize([stats], partition_key="000001", resources=resources)
+    rows = _rows(
+        tmp_path / "db" / "biocap.duckdb",
+        "SELECT partition_key, samples, sha256 FROM stats ORDER BY partition_key",
+    )
+    assert rows == [("000000", 3, None), ("000001", 3, "abc")]
+
+
 def test_failed_write_keeps_the_previous_table(resources, tmp_path):
     @dg.asset(io_manager_key="table_io_manager", metadata={"table": "things"})
     def things() -> pa.Table:

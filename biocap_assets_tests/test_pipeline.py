@@ -32,6 +32,26 @@ def test_whole_graph_on_the_demo_world(fresh_defs, biocap_home, monkeypatch, tmp
     assert wiki["found"] >= 20 and wiki["no_page"] >= 3
     # every sample captioned but the one whose text members name nothing
     assert stats[0] == 4 and stats[1] == 781 and stats[2] == 780
+    # What biocap demo captioned: no hemihomonym leak, partial taxa named, no broken text.
+    import tarfile
+
+    captions = []
+    for shard in sorted((biocap_home / "storage" / "shards" / "captioned").glob("*.tar")):
+        with tarfile.open(shard) as tar:
+            captions += [
+                tar.extractfile(m).read().decode()
+                for m in tar.getmembers()
+                if m.name.endswith(".caption.txt")
+            ]
+    assert len(captions) == 780
+    for caption in captions:
+        assert " ," not in caption and ", ." not in caption and not caption.endswith(" ."), caption
+        assert "A photo of ." not in caption and caption[0].isupper(), caption
+    leafhopper = [c for c in captions if "leafhopper" in c]
+    assert leafhopper and not any("flower" in c or ":" in c for c in leafhopper), (
+        "the insect Digitalis purpurea must not get the foxglove's description"
+    )
+    assert any("a member of the family Calliphoridae (order Diptera)" in c for c in captions)
     # The tiny model beats chance clearly on every demo eval.
     with duckdb.connect(str(biocap_home / "biocap.duckdb"), read_only=True) as connection:
         headline = connection.execute(

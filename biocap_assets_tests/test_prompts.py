@@ -96,7 +96,8 @@ def test_the_reference_prompt_is_built_from_the_samples_names_as_caption_gen_doe
     recorder = Recorder()
     captioner = GenerativeCaptioner(recorder, examples, seed=1)
     outcomes = captioner.caption_batch([_item(CARDINAL), _item(FLY, None, key="k2")])
-    assert [o.caption for o in outcomes] == ["A red bird, Cardinalis cardinalis."] * 2
+    # caption_gen keeps the answer as the model gave it, only stripped
+    assert [o.caption for o in outcomes] == ["Caption: A red bird, Cardinalis cardinalis."] * 2
     cardinal, fly = recorder.requests
     assert cardinal.raw_template == "internvl" and cardinal.instruction == ""
     assert cardinal.raw_prompt.startswith("<|im_start|>user\n<image>\nYou are a biologist")
@@ -144,7 +145,8 @@ def test_the_compact_prompt_names_partial_taxa_and_stays_an_option():
     captioner = GenerativeCaptioner(
         recorder, prompts.FormatExamples({}), prompt=prompts.COMPACT_PROMPT
     )
-    captioner.caption_batch([_item(CARDINAL), _item(FLY, None, key="k2")])
+    outcomes = captioner.caption_batch([_item(CARDINAL), _item(FLY, None, key="k2")])
+    assert outcomes[0].caption == "A red bird, Cardinalis cardinalis.", "label removed"
     cardinal, fly = recorder.requests
     assert cardinal.instruction == prompts.COMPACT_INSTRUCTION and not cardinal.raw_template
     assert "Species: Cardinalis cardinalis (northern cardinal)" in cardinal.text

@@ -400,6 +400,16 @@ def test_offline_without_weights_fails_at_once_with_what_to_do(monkeypatch, tmp_
     refs.mkdir()
     (refs / "main").write_text("abc")
     assert check("ViT-B-16", "openai").kind == "cached"
+    # The workers' own environment decides: their cache, their offline flag.
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "elsewhere"))
+    with pytest.raises(PretrainedUnavailable, match=str(tmp_path / "elsewhere")):
+        check("ViT-B-16", "openai")
+    workers = {"HF_HOME": str(tmp_path / "empty")}
+    assert check("ViT-B-16", "openai", worker_env=workers).kind == "cached"
+    # Workers in pods: their volume cannot be seen from here; the worker checks itself.
+    pods = {"HF_HOME": "/models", "HF_HUB_OFFLINE": "1"}
+    assert check("ViT-B-16", "openai", worker_env=pods, same_machine=False).kind == "unchecked"
+    assert check("ViT-B-16", "/models/w.bin", same_machine=False).kind == "unchecked"
 
 
 def test_the_upstream_preset_fine_tunes_openai_clip():
@@ -481,3 +491,15 @@ def test_recaptioning_a_shard_changes_the_data_version_and_so_the_run(demo_world
     first, second = (data_version(pa.Table.from_pylist([r])) for r in rows)
     assert first != second
     assert data_version(pa.Table.from_pylist([rows[0]])) == first, "stable for the same data"
+
+
+def test_another_training_config_is_another_run_more_epochs_the_same():
+    from dataclasses import replace
+
+    from biocap_assets.training.config import PRESETS
+
+    upstream = PRESETS["upstream"]
+    assert replace(upstream, pretrained="/models/other.bin").identity() != upstream.identity()
+    assert replace(upstream, lr=5e-4).identity() != upstream.identity()
+    assert replace(upstream, epochs=60).identity() == upstream.identity(), "resumes, longer"
+    assert replace(upstream, workers=16).identity() == upstream.identity(), "speed only"

@@ -31,6 +31,7 @@ from biocap_assets.evaluation.report import headline, render
 from biocap_assets.plots import markdown_image, svg_bars
 from biocap_assets.resources import LauncherResource, SourcesResource, StorageResource
 from biocap_assets.resources.duckdb import BiocapDuckDB, retry_on_conflict
+from biocap_assets.resources.io_managers import add_missing_columns
 from biocap_assets.shards.io import open_read
 
 RESULT_COLUMNS = [
@@ -70,9 +71,9 @@ def resolve_suite(config: EvalConfig, sources: SourcesResource, context, launche
 
 
 def _write_results(duckdb: BiocapDuckDB, frame: pd.DataFrame) -> pd.DataFrame:
-    """Replace this checkpoint's rows for its head and the datasets evaluated now (other
-    datasets' rows stay); return the other checkpoints' rows."""
-    checkpoint, head = frame["checkpoint"].iloc[0], frame["head"].iloc[0]
+    """Replace this checkpoint's rows for the (head, task, dataset) evaluated now (the
+    others stay); return the other checkpoints' rows."""
+    checkpoint = frame["checkpoint"].iloc[0]
 
     def replace() -> None:
         with duckdb.get_connection() as connection:
@@ -80,21 +81,15 @@ def _write_results(duckdb: BiocapDuckDB, frame: pd.DataFrame) -> pd.DataFrame:
             connection.execute(
                 "CREATE TABLE IF NOT EXISTS main.eval_results AS SELECT * FROM incoming LIMIT 0"
             )
-            columns = {
-                r[0]
-                for r in connection.execute(
-                    "SELECT column_name FROM (DESCRIBE main.eval_results)"
-                ).fetchall()
-            }
-            if "head" not in columns:  # a table written before heads were recorded
-                connection.execute("ALTER TABLE main.eval_results ADD COLUMN head VARCHAR")
+            # a table written before heads were recorded gains the column (NULL: taxonomic)
+            add_missing_columns(connection, "main.eval_results", "incoming")
             connection.execute("BEGIN TRANSACTION")
             try:
                 connection.execute(
                     "DELETE FROM main.eval_results WHERE checkpoint = ? "
-                    "AND coalesce(head, 'taxonomic') = ? AND (task, dataset) IN "
-                    "(SELECT DISTINCT task, dataset FROM incoming)",
-                    [checkpoint, head],
+                    "AND (coalesce(head, 'taxonomic'), task, dataset) IN "
+                    "(SELECT DISTINCT head, task, dataset FROM incoming)",
+                    [checkpoint],
                 )
                 connection.execute("INSERT INTO main.eval_results BY NAME SELECT * FROM incoming")
                 connection.execute("COMMIT")
@@ -127,6 +122,8 @@ def _write_results(duckdb: BiocapDuckDB, frame: pd.DataFrame) -> pd.DataFrame:
     owners=OWNERS,
     pool="gpu",
     code_version="2",
+    # a new checkpoint is evaluated once (see jobs.evaluate_new_checkpoints)
+    automation_condition=dg.AutomationCondition.eager(),
     check_specs=[
         dg.AssetCheckSpec(
             "every_dataset_evaluated",
@@ -161,7 +158,7 @@ def eval_reports(
     for name, why in not_evaluated.items():
         context.log.warning(f"{name} is not evaluated: {why}")
     output = storage.path("eval", context.run_id, "results.parquet")
-    launcher.run(
+    invocation = launcher.run(
         context,
         "evaluate",
         extras={
@@ -171,6 +168,10 @@ def eval_reports(
             "options": {"head": config.head, "retrieval_template": config.retrieval_template},
         },
     )
+    for name, why in invocation.get_custom_messages()[-1].get("not_evaluated", {}).items():
+        if name not in not_evaluated:
+            context.log.warning(f"{name} is not evaluated: {why}")
+            not_evaluated[name] = why
     with open_read(str(output)) as f:
         frame = pq.read_table(io.BytesIO(f.read())).to_pandas()
     output.unlink()

@@ -3,12 +3,14 @@
 (No `from __future__ import annotations` here: Dagster reads these annotations.)
 
 Trains on every captioned shard but the last ``val_shards`` ones, which are held
-out for validation. The run folder is named after the run and the data version
-(a hash of each captioned shard's content digest, as the caption worker recorded it,
-with its backend, model and prompt), so re-materializing with the same data resumes
-the run from its latest checkpoint, and new data (re-captioned with another prompt,
-temperature or seed included) starts a new run. Where the initial weights come from
-(``openai`` for the upstream recipe) is checked before the worker is launched.
+out for validation. The run folder is named after the run, the data version (a
+hash of each captioned shard's content digest, as the caption worker recorded it, with
+its backend, model and prompt) and the training config's identity (initial weights,
+model, optimiser, batch, seed...; not the epoch count), so re-materializing with the same
+data and config resumes the run from its latest checkpoint, and new data (re-captioned
+with another prompt, temperature or seed included) or another config starts a new run.
+Where the initial weights come from (``openai`` for the upstream recipe) is checked before
+the worker is launched.
 """
 
 import hashlib
@@ -131,13 +133,19 @@ def clip_checkpoint(
     except (TypeError, ValueError) as exc:
         raise dg.Failure(f"training overrides: {exc}") from exc
     try:
-        weights = check(train_config.model, train_config.pretrained)
+        weights = check(
+            train_config.model,
+            train_config.pretrained,
+            worker_env=launcher.env,
+            same_machine=launcher.mode == "local",
+        )
     except PretrainedUnavailable as exc:
         raise dg.Failure(f"initial weights unavailable: {exc}") from exc
     context.log.info(f"initial weights of {train_config.model}: {weights.kind} ({weights.detail})")
     train_rows, val_rows = split_shards(captioned_shards, config.val_shards)
     version = data_version(captioned_shards)
-    run_dir = storage.path("checkpoints", f"{config.run_name}-{version}")
+    # the data and the training config name the run: either changing starts a new one
+    run_dir = storage.path("checkpoints", f"{config.run_name}-{version}-{train_config.identity()}")
     train_samples = sum(r["captioned"] for r in train_rows)
     extras = {
         "preset": preset,

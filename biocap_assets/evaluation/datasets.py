@@ -354,6 +354,15 @@ def find_inquire_rerank(candidates: Iterable[str | os.PathLike | None]) -> Path 
     return None
 
 
+def datasets_cache_dir(cache: str | os.PathLike | None = None) -> Path:
+    """Where ``datasets.load_dataset("evendrow/INQUIRE-Rerank")`` keeps its Arrow files:
+    under ``cache``, else ``$HF_DATASETS_CACHE``, else ``$HF_HOME/datasets``."""
+    if cache is None:
+        home = os.environ.get("HF_HOME") or os.path.expanduser("~/.cache/huggingface")
+        cache = os.environ.get("HF_DATASETS_CACHE") or os.path.join(home, "datasets")
+    return Path(cache) / "evendrow___inquire-rerank"
+
+
 def hub_cache_dir(repo: str = INQUIRE_RERANK_REPO) -> Path:
     """Where ``huggingface-cli download`` (no ``--local-dir``) puts a dataset repository."""
     home = os.environ.get("HF_HOME") or os.path.expanduser("~/.cache/huggingface")
@@ -400,7 +409,9 @@ def suite_from_data_dir(
     data_dir: Path, image_root: Path, inquire_rerank: str | os.PathLike | None = None
 ) -> list[DatasetSpec]:
     """The upstream ``data/`` layout, as is: one dataset per annotation file found, and
-    INQUIRE-Rerank from ``inquire_rerank``, ``<data_dir>/inquire_rerank`` or the hub cache.
+    INQUIRE-Rerank from the first of: ``inquire_rerank``, ``<data_dir>/inquire_rerank``,
+    the ``datasets`` cache the reference script fills (``<data_dir>/inquire``, its
+    ``HF_DATASETS_CACHE``), the Hugging Face hub cache, the default ``datasets`` cache.
     Without a copy of it the suite still lists it, marked missing, so it is reported."""
     specs: list[DatasetSpec] = []
     classification = data_dir / "classification_annotation"
@@ -419,7 +430,13 @@ def suite_from_data_dir(
         specs.append(
             DatasetSpec(captions.stem, "retrieval", str(captions), str(image_root / captions.stem))
         )
-    places = [inquire_rerank, data_dir / "inquire_rerank", hub_cache_dir()]
+    places = [
+        inquire_rerank,
+        data_dir / "inquire_rerank",
+        datasets_cache_dir(data_dir / "inquire"),
+        hub_cache_dir(),
+        datasets_cache_dir(),
+    ]
     found = find_inquire_rerank(places)
     specs.append(
         DatasetSpec(

@@ -132,11 +132,10 @@ def paper_tables(
     r_columns = [f"{g} {c}" for g, c, _, _ in RETRIEVAL_COLUMNS] + ["Mean"]
     ours: list[tuple[str, pd.DataFrame]] = []
     if not history.empty:
-        for (checkpoint, head), group in history.groupby(["checkpoint", "head"], sort=False):
+        for checkpoint, group in history.groupby("checkpoint", sort=False):
             name = Path(str(checkpoint)).parent.name or str(checkpoint)
-            ours.append((f"{name} ({head} head)", group))
-    for head, group in rows.groupby("head", sort=False):
-        ours.append((f"{label} ({head} head)", group))
+            ours += _rows_by_head(name, group)
+    ours += _rows_by_head(label, rows)
     if not ours:
         ours.append((label, rows))
     zero = [
@@ -162,6 +161,18 @@ def paper_tables(
         for m, g in ours
     ]
     return pd.DataFrame(zero), pd.DataFrame(retrieval)
+
+
+def _rows_by_head(name: str, rows: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """One table row per retrieval head: zero-shot (always the taxonomic head) with the
+    retrieval and INQUIRE rows of that head."""
+    zero_shot = rows[rows["task"] == "zero_shot"]
+    others = rows[rows["task"] != "zero_shot"]
+    heads = list(dict.fromkeys(others["head"])) or list(dict.fromkeys(rows["head"]))
+    return [
+        (f"{name} ({head} head)", pd.concat([zero_shot, others[others["head"] == head]]))
+        for head in heads
+    ]
 
 
 def _format(table: pd.DataFrame) -> pd.DataFrame:

@@ -120,7 +120,15 @@ def open_as_retrieval(data: bytes | Path) -> Image.Image:
 
 
 def open_as_datasets(data: bytes | Path) -> Image.Image:
-    return Image.open(data if isinstance(data, Path) else io.BytesIO(data))
+    """As ``datasets``' Image feature decodes (2.19 and 5.x alike): load, then turn by the
+    EXIF orientation when the image has one."""
+    from PIL import ImageOps
+
+    image = Image.open(data if isinstance(data, Path) else io.BytesIO(data))
+    image.load()
+    if image.getexif().get(Image.ExifTags.Base.Orientation) is not None:
+        image = ImageOps.exif_transpose(image)
+    return image
 
 
 @dataclass(frozen=True)
@@ -403,26 +411,38 @@ def inquire(
 RUNNERS = {"zero_shot": zero_shot, "retrieval": retrieval, "inquire_rerank": inquire}
 
 
+@dataclass
+class Evaluation:
+    rows: list[MetricRow]
+    not_evaluated: dict[str, str]  # dataset -> why (no data here, an unreadable file...)
+
+
 def evaluate(
     model_path: str,
     specs: list[ds.DatasetSpec],
     log: Callable[[str], None],
     device: str | None = None,
     options: EvalOptions | None = None,
-) -> list[MetricRow]:
-    """Metric rows for every dataset that can be evaluated; the others are logged."""
+) -> Evaluation:
+    """Metric rows for every dataset that can be evaluated; each one that cannot is named,
+    with why, and the others go on."""
     options = options or EvalOptions()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, preprocess, tokenizer = load_model(model_path, device)
     embedder = ImageEmbedder(model, preprocess, device, precision=options.precision)
-    rows: list[MetricRow] = []
+    result = Evaluation([], {})
     for spec in specs:
         if spec.missing:
             log(f"not evaluating {spec.task} {spec.name}: {spec.missing}")
+            result.not_evaluated[spec.name] = spec.missing
             continue
         log(f"evaluating {spec.task} on {spec.name}")
-        rows += RUNNERS[spec.task](spec, model, tokenizer, embedder, device, options)
-    return rows
+        try:
+            result.rows += RUNNERS[spec.task](spec, model, tokenizer, embedder, device, options)
+        except (ds.AnnotationError, FileNotFoundError) as exc:
+            log(f"not evaluating {spec.task} {spec.name}: {exc}")
+            result.not_evaluated[spec.name] = str(exc)
+    return result
 
 
-__all__ = ["CAPTION", "EvalOptions", "MetricRow", "evaluate", "load_model"]
+__all__ = ["CAPTION", "EvalOptions", "Evaluation", "MetricRow", "evaluate", "load_model"]

@@ -165,6 +165,7 @@ class GenerativeCaptioner:
         self.prompt = prompt
         self.prompt_sha256 = prompts.caption_prompt_sha256(prompt)
         self.examples_used: Counter = Counter()
+        self.parameters: dict = {}  # the generation settings in effect (recorded per shard)
 
     def request(self, item: CaptionInput) -> GenerationRequest:
         examples = self._examples.lookup(item.cls)
@@ -195,8 +196,11 @@ class GenerativeCaptioner:
 
     def caption_batch(self, items: Sequence[CaptionInput]) -> list[CaptionOutcome]:
         outcomes = []
+        # caption_gen keeps the model's text as it is, stripped; our prompt's answers may
+        # carry a "Caption:" label or quotes, which clean_caption removes.
+        tidy = str.strip if self.prompt == prompts.REFERENCE_PROMPT else prompts.clean_caption
         for answer in self._backend.generate([self.request(i) for i in items]):
-            text = prompts.clean_caption(answer.text or "") if answer.ok else ""
+            text = tidy(answer.text or "") if answer.ok else ""
             outcomes.append(
                 CaptionOutcome(text, None)
                 if text

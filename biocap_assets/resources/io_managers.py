@@ -76,10 +76,27 @@ def column_schema(table: pa.Table) -> dg.TableSchema:
     return dg.TableSchema(columns=[dg.TableColumn(f.name, str(f.type)) for f in table.schema])
 
 
+def add_missing_columns(connection, table: str, source: str) -> list[str]:
+    """``ALTER TABLE ... ADD COLUMN`` for every column of ``source`` that ``table`` lacks."""
+    have = {
+        r[0] for r in connection.execute(f"SELECT column_name FROM (DESCRIBE {table})").fetchall()
+    }
+    added = []
+    for column, kind in connection.execute(
+        f"SELECT column_name, column_type FROM (DESCRIBE {source})"
+    ).fetchall():
+        if column not in have:
+            connection.execute(f'ALTER TABLE {table} ADD COLUMN "{column}" {kind}')
+            added.append(column)
+    return added
+
+
 def write_table(db: BiocapDuckDB, name: str, table: pa.Table, partition: str | None = None) -> None:
     """Replace table ``name`` (or only ``partition``'s rows) in one transaction.
 
-    With DuckLake, a commit that lost a race with another run's is retried whole.
+    A partitioned table written by an earlier release gains the columns it lacks (NULL for
+    its old rows), so a new column never fails the write. With DuckLake, a commit that
+    lost a race with another run's is retried whole.
     """
 
     def write() -> None:
@@ -95,6 +112,7 @@ def write_table(db: BiocapDuckDB, name: str, table: pa.Table, partition: str | N
                     connection.execute(
                         f"CREATE TABLE IF NOT EXISTS main.{name} AS SELECT * FROM incoming LIMIT 0"
                     )
+                    add_missing_columns(connection, f"main.{name}", "incoming")
                     connection.execute(
                         f"DELETE FROM main.{name} WHERE {PARTITION_COLUMN} = ?", [partition]
                     )

@@ -22,7 +22,6 @@ from contextlib import contextmanager
 from typing import Literal
 
 import dagster as dg
-from dagster._core.errors import DagsterPipesExecutionError
 from pydantic import Field
 
 from biocap_assets.resources.k8s import (
@@ -138,10 +137,16 @@ class LauncherResource(dg.ConfigurableResource):
             )
             try:
                 return client.run(context=context, command=command, extras=dict(extras or {}))
-            except DagsterPipesExecutionError as exc:
-                reason = _read(error_file) or f"{exc} (no error reported; see the step's stderr)"
+            except Exception as exc:
+                # The client raises a non-public error type when the process exits non-zero;
+                # what matters is whether the worker said why (its error file).
+                reason = _read(error_file)
+                exited = "failed with code" in str(exc)
+                if isinstance(exc, dg.Failure) or not (reason or exited):
+                    raise
                 raise dg.Failure(
-                    description=f"worker {worker} failed: {reason}",
+                    description=f"worker {worker} failed: "
+                    + (reason or f"{exc} (no error reported; see the step's stderr)"),
                     metadata={"worker": worker, "command": " ".join(command)},
                 ) from exc
 

@@ -109,7 +109,13 @@ def iter_raw_members(f: BinaryIO) -> Iterator[RawMember]:
                 f"the shard is {kind}-compressed; shards must be plain (uncompressed) tar "
                 f"files, as TreeOfLife-10M ships them: decompress it first"
             )
-        if not header or header == b"\0" * BLOCK:
+        if not header:
+            # A tar ends with zero blocks; a file that just stops was cut (here, between
+            # two members, so no member is half there to notice it).
+            raise TarFormatError(
+                f"the archive stops at byte {offset} without its end-of-archive marker (truncated?)"
+            )
+        if header == b"\0" * BLOCK:
             if pending:
                 raise TarFormatError(f"archive ends inside a member at byte {offset}")
             return

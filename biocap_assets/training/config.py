@@ -40,6 +40,16 @@ class TrainConfig:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def identity(self) -> str:
+        """A short hash of what decides the trained weights. Not in it: ``epochs`` (a longer
+        run resumes a shorter one) and settings that only change speed or logging."""
+        import hashlib
+        import json
+
+        ignored = {"epochs", "workers", "log_every", "val_batch_size", "grad_checkpointing"}
+        fields_ = {k: v for k, v in self.as_dict().items() if k not in ignored}
+        return hashlib.sha256(json.dumps(fields_, sort_keys=True).encode()).hexdigest()[:8]
+
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
         names = {f.name for f in fields(cls)}

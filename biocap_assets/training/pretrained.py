@@ -10,6 +10,7 @@ it cannot get its weights fails at once with what to do instead.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -28,19 +29,20 @@ class PretrainedUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class Pretrained:
-    kind: str  # none | file | cached | hub
+    kind: str  # none | file | cached | hub | unchecked
     detail: str
 
 
-def hub_cache() -> str:
-    """The Hugging Face hub cache as the environment names it now (huggingface_hub reads
-    it once, at import)."""
-    home = os.environ.get("HF_HOME") or os.path.expanduser("~/.cache/huggingface")
-    return os.environ.get("HF_HUB_CACHE") or os.path.join(home, "hub")
+def hub_cache(env: Mapping[str, str] | None = None) -> str:
+    """The Hugging Face hub cache as ``env`` (default: this process's environment) names
+    it now (huggingface_hub reads it once, at import)."""
+    env = os.environ if env is None else env
+    home = env.get("HF_HOME") or os.path.expanduser("~/.cache/huggingface")
+    return env.get("HF_HUB_CACHE") or os.path.join(home, "hub")
 
 
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+def _offline(env: Mapping[str, str]) -> bool:
+    return env.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
 
 
 def _how_to(model: str, tag: str, repo: str) -> str:
@@ -53,19 +55,34 @@ def _how_to(model: str, tag: str, repo: str) -> str:
     )
 
 
-def check(model: str, pretrained: str | None, timeout: float = 10.0) -> Pretrained:
-    """Raise :class:`PretrainedUnavailable` unless the run can get its initial weights."""
+def check(
+    model: str,
+    pretrained: str | None,
+    timeout: float = 10.0,
+    worker_env: Mapping[str, str] | None = None,
+    same_machine: bool = True,
+) -> Pretrained:
+    """Raise :class:`PretrainedUnavailable` unless the run can get its initial weights.
+
+    ``worker_env``: the variables the training workers get on top of this process's
+    (their ``HF_HOME``, ``HF_HUB_OFFLINE``...). ``same_machine=False`` (workers in pods):
+    a local file or a cache on the workers' volume cannot be seen from here, so those are
+    left to the worker, which checks again before it loads anything.
+    """
     import open_clip
 
+    env = {**os.environ, **(worker_env or {})}
     if not pretrained:
         return Pretrained("none", "random initialisation")
     parsed = urlparse(pretrained)
     if parsed.scheme == "file" or os.sep in pretrained or Path(pretrained).suffix:
         path = Path(parsed.path if parsed.scheme == "file" else pretrained)
+        if not same_machine:
+            return Pretrained("unchecked", f"{path} (on the workers' filesystem)")
         if not path.is_file():
             raise PretrainedUnavailable(
                 f"pretrained weights {pretrained!r}: no such file (on the machine that runs "
-                "the training step; the workers must see the same path)"
+                "the training workers)"
             )
         return Pretrained("file", str(path))
     cfg = open_clip.get_pretrained_cfg(model, pretrained)
@@ -80,15 +97,18 @@ def check(model: str, pretrained: str | None, timeout: float = 10.0) -> Pretrain
     if repo:
         from huggingface_hub import try_to_load_from_cache
 
+        cache = hub_cache(env)
         for filename in _HUB_FILES:
-            cached = try_to_load_from_cache(repo, filename, cache_dir=hub_cache())
+            cached = try_to_load_from_cache(repo, filename, cache_dir=cache)
             if isinstance(cached, str):
                 return Pretrained("cached", cached)
-        if _offline():
+        if _offline(env):
+            if not same_machine:
+                return Pretrained("unchecked", f"{repo} (in the workers' cache {cache})")
             raise PretrainedUnavailable(
                 f"the {model} weights of tag {pretrained!r} ({repo}) are not in the Hugging "
-                f"Face cache and HF_HUB_OFFLINE is set, so open_clip cannot download them. "
-                + _how_to(model, pretrained, repo)
+                f"Face cache ({cache}) and HF_HUB_OFFLINE is set, so open_clip cannot "
+                "download them. " + _how_to(model, pretrained, repo)
             )
         from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
@@ -100,14 +120,15 @@ def check(model: str, pretrained: str | None, timeout: float = 10.0) -> Pretrain
             except Exception as exc:  # any failure means: not from here, now
                 errors.append(f"{filename}: {type(exc).__name__}")
         raise PretrainedUnavailable(
-            f"the {model} weights of tag {pretrained!r} are not cached and the hub does not "
-            f"answer for {repo} ({'; '.join(errors)}). " + _how_to(model, pretrained, repo)
+            f"the {model} weights of tag {pretrained!r} are not in the Hugging Face cache "
+            f"({cache}) and the hub does not answer for {repo} ({'; '.join(errors)}). "
+            + _how_to(model, pretrained, repo)
         )
     url = cfg.get("url", "")
     cached = Path(os.path.expanduser("~/.cache/clip")) / os.path.basename(url)
     if cached.is_file():
         return Pretrained("cached", str(cached))
-    if _offline():
+    if _offline(env):
         raise PretrainedUnavailable(
             f"the {model} weights of tag {pretrained!r} ({url}) are not cached and "
             "HF_HUB_OFFLINE is set. " + _how_to(model, pretrained, url)

@@ -70,37 +70,51 @@ def make_captioner(extras: dict, log) -> Captioner:
         log.info(f"released captions: {len(captions)} of {len(keys)} keys found")
         return ReleasedCaptioner(captions)
     prompt = extras.get("prompt") or REFERENCE_PROMPT
-    settings = {**(extras.get("inference") or {}), "backend": source}
-    if prompt == REFERENCE_PROMPT and not settings.get("stop"):
-        settings["stop"] = list(INTERNVL_STOP)  # caption_gen's SamplingParams(stop=...)
-    config = InferenceConfig.from_dict(settings)
+    settings = dict(extras.get("inference") or {})
+    if prompt == REFERENCE_PROMPT:
+        # caption_gen/main.py's engine and sampling defaults, under what was given
+        settings = {**REFERENCE_ENGINE, **settings}
+        settings["stop"] = settings.get("stop") or list(INTERNVL_STOP)
+    config = InferenceConfig.from_dict({**settings, "backend": source})
     if extras.get("format_examples"):
         examples = FormatExamples.from_file(extras["format_examples"])
         log.info(f"format examples: {len(examples.by_class)} classes from {examples.source}")
     else:
         log.warning("no format examples: every sample gets the fallback examples")
         examples = FormatExamples({})
-    return GenerativeCaptioner(
+    max_wiki_chars = int(extras.get("max_wiki_chars", REFERENCE_EXCERPT_CHARS))
+    captioner = GenerativeCaptioner(
         make_backend(config),
         examples,
         seed=config.seed,
         prompt=prompt,
-        max_wiki_chars=int(extras.get("max_wiki_chars", REFERENCE_EXCERPT_CHARS)),
+        max_wiki_chars=max_wiki_chars,
     )
+    captioner.parameters = generation_parameters(config, max_wiki_chars)
+    return captioner
 
 
-def generation_parameters(extras: dict) -> dict:
-    """What, besides the prompt, decides a generated caption (recorded per shard)."""
-    source = extras.get("source", "cpu")
-    if source not in ("vllm", "openai"):
-        return {}
-    inference = extras.get("inference") or {}
-    keys = ("model", "quantization", "max_model_len", "temperature", "top_p", "max_tokens")
+# caption_gen/main.py's defaults for the model it runs
+REFERENCE_ENGINE = {
+    "model": "OpenGVLab/InternVL3-38B-AWQ",
+    "quantization": "awq",
+    "max_model_len": 2048,
+}
+
+
+def generation_parameters(config: InferenceConfig, max_wiki_chars: int) -> dict:
+    """What, besides the prompt, decides a generated caption (recorded per shard): the
+    settings in effect, defaults included."""
     return {
-        **{k: inference.get(k) for k in keys},
-        "seed": inference.get("seed", 0),
-        "stop": inference.get("stop") or list(INTERNVL_STOP),
-        "max_wiki_chars": int(extras.get("max_wiki_chars", REFERENCE_EXCERPT_CHARS)),
+        "model": config.model,
+        "quantization": config.quantization,
+        "max_model_len": config.max_model_len,
+        "temperature": config.temperature,
+        "top_p": config.top_p,
+        "max_tokens": config.max_tokens,
+        "seed": config.seed,
+        "stop": list(config.stop),
+        "max_wiki_chars": max_wiki_chars,
     }
 
 
@@ -145,7 +159,7 @@ def run(extras: dict, log) -> dict:
     row = {
         **stats.as_row(),
         "sha256": dst.hexdigest(),
-        "generation": json.dumps(generation_parameters(extras), sort_keys=True),
+        "generation": json.dumps(getattr(captioner, "parameters", {}), sort_keys=True),
     }
     log.info(f"shard {extras.get('partition', '')} done: {row}")
     return {**row, "examples": stats.examples, "errors": stats.errors, "output": extras["output"]}

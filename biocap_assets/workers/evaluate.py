@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> None:
         else:
             parser.error("a suite (--suite) or the 'specs' extra is required")
         options = EvalOptions(**(extras.get("options") or {}))
-        rows = evaluate(extras["checkpoint"], specs, ctx.log.info, options=options)
+        evaluation = evaluate(extras["checkpoint"], specs, ctx.log.info, options=options)
+        rows = evaluation.rows
         table = pa.Table.from_pylist([asdict(r) for r in rows])
         buffer = io.BytesIO()
         pq.write_table(table, buffer)
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> None:
             {
                 "rows": len(rows),
                 "datasets": len(specs),
+                "not_evaluated": evaluation.not_evaluated,
                 "output": extras["output"],
                 "headline": json.loads(
                     json.dumps([asdict(r) for r in rows if r.metric != "missing_images"][:50])

@@ -13,6 +13,7 @@ import os
 
 from biocap_assets.training.config import PRESETS, TrainConfig
 from biocap_assets.training.loop import TrainJob, train
+from biocap_assets.training.pretrained import check
 from biocap_assets.workers.runtime import run_main, worker_context
 
 
@@ -51,6 +52,8 @@ def main(argv: list[str] | None = None) -> None:
         job = TrainJob(**ctx.extras["job"])
         if not job.train_urls or not job.out_dir:
             parser.error("training shards and --out (or the 'job' extra) are required")
+        # Where the step could not see this machine's files or cache, say it here, first.
+        check(config.model, config.pretrained)
         result = train(config, job, ctx.log.info)
         if rank0:
             ctx.report_result(result)
