@@ -32,9 +32,12 @@ system-deps:
 	  else echo "system-deps: missing$$missing (needs root and apt-get); their tests will skip"; fi; \
 	fi
 
-## Lint, then run the whole suite (slow end-to-end tests included).
+## Lint (ruff, formatting, the import layering), then run the whole suite (slow
+## end-to-end tests included).
 test: install system-deps
 	$(BIN)/ruff check biocap_assets biocap_assets_tests bench
+	$(BIN)/ruff format --check biocap_assets biocap_assets_tests bench
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -rs
 
 ## The suite without tests marked slow.
@@ -44,6 +47,7 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check biocap_assets biocap_assets_tests bench
 	$(BIN)/ruff format --check biocap_assets biocap_assets_tests bench
+	$(BIN)/lint-imports
 
 ## The Dagster UI on http://127.0.0.1:3000 with the local instance in $BIOCAP_HOME/dagster.
 dev: install

@@ -7,9 +7,9 @@ import duckdb
 import kubernetes_validate
 import pytest
 
+from biocap_assets.common.files import open_read
 from biocap_assets.resources.k8s import GPU_RESOURCE, PodOptions, pod_manifest
 from biocap_assets.resources.launcher import worker_command
-from biocap_assets.shards.io import open_read
 
 
 @pytest.mark.slow

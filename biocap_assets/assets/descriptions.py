@@ -9,19 +9,17 @@ production), run side by side. The released ``wiki_description.parquet`` can be
 loaded instead (``backend: released``).
 """
 
-import io
 from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from biocap_assets.assets.taxa import OWNERS
+from biocap_assets.common.files import parquet_bytes, read_parquet
 from biocap_assets.inference.factory import InferenceConfig
 from biocap_assets.resources import LauncherResource, SourcesResource, StorageResource
-from biocap_assets.shards.io import open_read
 
 RANK_COLUMNS = ["kingdom", "phylum", "class", "order", "family", "genus", "species"]
 OUTPUT_SCHEMA = pa.schema(
@@ -56,8 +54,7 @@ class DescriptionsConfig(dg.Config):
 
 
 def released_descriptions(url: str, wiki: pa.Table) -> pa.Table:
-    with open_read(url) as f:
-        released = pq.read_table(io.BytesIO(f.read()))
+    released = read_parquet(url)
     missing = {"binomial", "description"} - set(released.column_names)
     if missing:
         raise dg.Failure(f"released descriptions {url}: missing column(s) {sorted(missing)}")
@@ -142,10 +139,8 @@ def visual_descriptions(
             max_tokens=config.max_tokens,
             seed=config.seed,
         )
-        buffer = io.BytesIO()
-        pq.write_table(todo, buffer)
         run_dir = ["descriptions", context.run_id]
-        todo_path = storage.write_bytes(*run_dir, "input.parquet", data=buffer.getvalue())
+        todo_path = storage.write_bytes(*run_dir, "input.parquet", data=parquet_bytes(todo))
         buckets = max(1, config.buckets)
 
         def launch(bucket: int) -> dict:
@@ -165,11 +160,7 @@ def visual_descriptions(
 
         with ThreadPoolExecutor(max_workers=buckets) as pool:
             reports = list(pool.map(launch, range(buckets)))
-        parts = []
-        for report in reports:
-            with open_read(report["output"]) as f:
-                parts.append(pq.read_table(io.BytesIO(f.read())))
-        results = pa.concat_tables(parts)
+        results = pa.concat_tables([read_parquet(report["output"]) for report in reports])
         for path in storage.path(*run_dir).iterdir():
             path.unlink()
 

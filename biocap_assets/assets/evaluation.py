@@ -13,7 +13,6 @@ checkpoint; a sensor evaluates every new one.
 """
 
 import contextlib
-import io
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,10 +20,10 @@ from pathlib import Path
 import dagster as dg
 import duckdb as duckdb_module
 import pandas as pd
-import pyarrow.parquet as pq
 from upath import UPath
 
 from biocap_assets.assets.taxa import OWNERS
+from biocap_assets.common.files import read_parquet
 from biocap_assets.evaluation.datasets import load_suite, read_retrieval, suite_from_data_dir
 from biocap_assets.evaluation.download import resolve
 from biocap_assets.evaluation.report import headline, render
@@ -32,7 +31,6 @@ from biocap_assets.plots import markdown_image, svg_bars
 from biocap_assets.resources import LauncherResource, SourcesResource, StorageResource
 from biocap_assets.resources.duckdb import BiocapDuckDB, retry_on_conflict
 from biocap_assets.resources.io_managers import add_missing_columns
-from biocap_assets.shards.io import open_read
 
 RESULT_COLUMNS = [
     "checkpoint",
@@ -109,7 +107,7 @@ def _write_results(duckdb: BiocapDuckDB, frame: pd.DataFrame) -> pd.DataFrame:
             "FROM main.eval_results WHERE checkpoint <> ? GROUP BY ALL "
             "ORDER BY evaluated_at, checkpoint, task, dataset, metric",
             [checkpoint],
-        ).df()
+        ).to_arrow_table().to_pandas()  # not .df(): it trips a pandas 4 deprecation
     return history.drop(columns=["evaluated_at"])
 
 
@@ -172,8 +170,7 @@ def eval_reports(
         if name not in not_evaluated:
             context.log.warning(f"{name} is not evaluated: {why}")
             not_evaluated[name] = why
-    with open_read(str(output)) as f:
-        frame = pq.read_table(io.BytesIO(f.read())).to_pandas()
+    frame = read_parquet(str(output)).to_pandas()
     output.unlink()
     frame["checkpoint"] = checkpoint
     frame["evaluated_at"] = datetime.now(UTC)

@@ -9,8 +9,9 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
+from biocap_assets.common.files import register_filesystem
 from biocap_assets.resources import LauncherResource, SourcesResource
-from biocap_assets.resources.duckdb import BiocapDuckDB, register_filesystem
+from biocap_assets.resources.duckdb import BiocapDuckDB
 from biocap_assets.taxonomy.catalog import RANK_COLUMNS, check_catalog
 from biocap_assets.taxonomy.taxa import TaxaResult, build_taxa
 

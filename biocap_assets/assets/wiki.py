@@ -8,15 +8,14 @@ parts under ``<storage>/wiki/parts`` are the journal: this step loads every part
 unless ``refresh`` is set, and compacts the parts once the table is built.
 """
 
-import io
 import time
 
 import dagster as dg
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from biocap_assets.assets.taxa import OWNERS
+from biocap_assets.common.files import parquet_bytes
 from biocap_assets.resources import LauncherResource, SourcesResource, StorageResource
 from biocap_assets.scraping import state
 from biocap_assets.scraping.sections import VISUAL_KEYWORDS
@@ -94,10 +93,8 @@ def wiki_pages(
     context.log.info(f"{todo.num_rows} of {taxa_table.num_rows} taxa to fetch from {wiki.label}")
     report: dict = {}
     if todo.num_rows:
-        buffer = io.BytesIO()
-        pq.write_table(todo, buffer)
         todo_path = storage.write_bytes(
-            "wiki", "todo", f"{context.run_id}.parquet", data=buffer.getvalue()
+            "wiki", "todo", f"{context.run_id}.parquet", data=parquet_bytes(todo)
         )
         options = CrawlOptions(
             contact=sources.wiki_contact,

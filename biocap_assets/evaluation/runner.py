@@ -91,7 +91,7 @@ def _local_copy(url: str) -> Path:
 def load_model(path: str, device: str = "cpu"):
     """(model, eval transform, tokenizer) from an export folder (through stock open_clip's
     ``local-dir:``) or from an epoch checkpoint (``epoch_N.pt``)."""
-    from biocap_assets.shards.io import is_local, local_path
+    from biocap_assets.common.files import is_local, local_path
 
     if path.endswith(ckpt.EXPORT_DIR) or not path.endswith(".pt"):
         folder = Path(local_path(path)) if is_local(path) else _local_copy(path)

@@ -152,7 +152,7 @@ class FormatExamples:
         """A Parquet or CSV file with ``class`` and ``description`` columns."""
         import pyarrow.parquet as pq
 
-        from biocap_assets.shards.io import open_read
+        from biocap_assets.common.files import open_read
 
         name = str(path)
         try:

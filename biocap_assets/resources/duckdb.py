@@ -26,36 +26,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import TypeVar
 from urllib.parse import urlparse
 
 import duckdb
 import fsspec
 from dagster_duckdb import DuckDBResource
-from fsspec.implementations.http import HTTPFileSystem
 from pydantic import Field
 
 LAKE = "lake"
 T = TypeVar("T")
-
-
-class _HTTPFileSystem(HTTPFileSystem):
-    """fsspec's HTTP filesystem plus the ``modified`` DuckDB asks every filesystem for."""
-
-    def modified(self, path: str) -> datetime:
-        return datetime.fromtimestamp(0, tz=UTC)
-
-
-def register_filesystem(connection: duckdb.DuckDBPyConnection, url: str) -> None:
-    """Let ``connection`` read ``url``'s scheme through fsspec (no-op for local paths)."""
-    protocol = fsspec.utils.get_protocol(url)
-    if protocol in ("file", "local"):
-        return
-    if protocol in ("http", "https"):
-        connection.register_filesystem(_HTTPFileSystem())
-    else:
-        connection.register_filesystem(fsspec.filesystem(protocol))
 
 
 def extension_path(name: str) -> str:

@@ -12,7 +12,6 @@ raw bytes otherwise) and hands downstream assets the path, not the content.
 """
 
 import contextlib
-import io
 import json
 from typing import Any
 
@@ -20,9 +19,9 @@ import dagster as dg
 import duckdb
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 from upath import UPath
 
+from biocap_assets.common.files import parquet_bytes
 from biocap_assets.resources.duckdb import BiocapDuckDB, retry_on_conflict, table_exists
 from biocap_assets.resources.storage import StorageResource
 
@@ -51,12 +50,6 @@ def _as_arrow(obj: Any, asset: str) -> pa.Table:
         f"asset {asset}: the DuckDB IO manager takes a pyarrow Table or pandas "
         f"DataFrame, got {type(obj).__name__}"
     )
-
-
-def _parquet_bytes(table: pa.Table) -> bytes:
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="zstd")
-    return buffer.getvalue()
 
 
 def single_partition(context: dg.OutputContext | dg.InputContext) -> str | None:
@@ -150,7 +143,7 @@ class DuckDBTableIOManager(dg.ConfigurableIOManager):
         parts = (
             ["tables", name, f"{partition}.parquet"] if partition else ["tables", f"{name}.parquet"]
         )
-        snapshot = self.storage.write_bytes(*parts, data=_parquet_bytes(table))
+        snapshot = self.storage.write_bytes(*parts, data=parquet_bytes(table, "zstd"))
         context.add_output_metadata(
             {
                 "table": f"main.{name}",
@@ -193,7 +186,7 @@ class ArtifactIOManager(dg.ConfigurableIOManager):
         *folder, leaf = self._base(context)
         if isinstance(obj, pa.Table | pd.DataFrame):
             table = _as_arrow(obj, context.asset_key.to_user_string())
-            data, ext = _parquet_bytes(table), "parquet"
+            data, ext = parquet_bytes(table, "zstd"), "parquet"
             context.add_output_metadata({"dagster/row_count": table.num_rows})
         elif isinstance(obj, dict | list):
             data, ext = json.dumps(obj, indent=1, sort_keys=True, default=str).encode(), "json"

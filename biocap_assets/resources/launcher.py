@@ -24,6 +24,7 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
+from biocap_assets.common.contract import ERROR_FILE_ENV
 from biocap_assets.resources.k8s import (
     DEFAULT_GPU_WORKERS,
     PodOptions,
@@ -36,7 +37,6 @@ from biocap_assets.resources.k8s_watch import (
     wait_until_finished,
     wait_until_started,
 )
-from biocap_assets.workers.runtime import ERROR_FILE_ENV
 
 WORKER_PACKAGE = "biocap_assets.workers"
 

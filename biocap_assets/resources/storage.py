@@ -15,7 +15,7 @@ import fsspec
 from pydantic import Field
 from upath import UPath
 
-from biocap_assets.shards.io import atomic_open
+from biocap_assets.common.files import atomic_open
 
 
 class StorageResource(dg.ConfigurableResource):

@@ -8,13 +8,12 @@ only fetches what is missing.
 
 from __future__ import annotations
 
-import io
-import os
 import uuid
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from upath import UPath
+
+from biocap_assets.common.files import write_parquet
 
 WIKI_SCHEMA = pa.schema(
     [
@@ -42,17 +41,8 @@ WIKI_SCHEMA = pa.schema(
 
 def write_part(folder: UPath, table: pa.Table, name: str) -> UPath:
     """Write ``table`` as ``folder/name``; readers never see a half-written part."""
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="zstd")
     target = folder / name
-    if target.protocol in ("", "file", "local"):
-        os.makedirs(target.parent.path, exist_ok=True)
-        tmp = f"{target.path}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(buffer.getvalue())
-        os.replace(tmp, target.path)
-    else:
-        target.write_bytes(buffer.getvalue())
+    write_parquet(str(target), table, compression="zstd")
     return target
 
 

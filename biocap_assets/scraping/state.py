@@ -7,13 +7,11 @@ the incremental logic is tested without a crawl.
 
 from __future__ import annotations
 
-import io
-
 import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 from upath import UPath
 
+from biocap_assets.common.files import read_parquet
 from biocap_assets.scraping.pipelines import WIKI_SCHEMA, write_part
 from biocap_assets.taxonomy.catalog import RANK_COLUMNS
 
@@ -27,10 +25,7 @@ def list_parts(folder: UPath) -> list[UPath]:
 
 
 def read_parts(parts: list[UPath]) -> pa.Table:
-    tables = []
-    for part in parts:
-        with part.open("rb") as f:
-            tables.append(pq.read_table(io.BytesIO(f.read())).cast(WIKI_SCHEMA))
+    tables = [read_parquet(str(part)).cast(WIKI_SCHEMA) for part in parts]
     return pa.concat_tables(tables) if tables else WIKI_SCHEMA.empty_table()
 
 

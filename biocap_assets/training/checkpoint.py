@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from upath import UPath
 
-from biocap_assets.shards.io import atomic_open
+from biocap_assets.common.files import atomic_open
 from biocap_assets.training.model import CAPTION_HEAD_KEYS
 
 _EPOCH = re.compile(r"^epoch_(\d+)\.json$")

@@ -17,7 +17,7 @@ import webdataset as wds
 from webdataset.tariterators import group_by_keys, tar_file_expander
 from webdataset.utils import pytorch_worker_info
 
-from biocap_assets.shards.io import open_read
+from biocap_assets.common.files import open_read
 from biocap_assets.training.text_mix import TEXT_KEYS, TEXT_TYPES
 
 IMAGE_KEYS = ("jpg", "jpeg", "png", "webp")

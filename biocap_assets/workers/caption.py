@@ -8,13 +8,19 @@ a killed run leaves no complete-looking tar. Captions come from a VLM backend
 from __future__ import annotations
 
 import argparse
-import io
 import json
 
 import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from biocap_assets.common.files import (
+    HashingWriter,
+    atomic_open,
+    open_read,
+    read_parquet,
+    register_filesystem,
+    shard_size,
+)
 from biocap_assets.inference.base import INTERNVL_STOP
 from biocap_assets.inference.factory import InferenceConfig, make_backend
 from biocap_assets.inference.prompts import (
@@ -30,8 +36,6 @@ from biocap_assets.inference.tasks import (
     TemplateCaptionerAdapter,
 )
 from biocap_assets.progress import ProgressLog
-from biocap_assets.resources.duckdb import register_filesystem
-from biocap_assets.shards.io import HashingWriter, atomic_open, open_read, shard_size
 from biocap_assets.shards.rewrite import ShardStats, description_lookup, rewrite_shard, shard_keys
 from biocap_assets.workers.runtime import run_main, worker_context
 
@@ -122,8 +126,7 @@ def run(extras: dict, log) -> dict:
     captioner = make_captioner(extras, log)
     describe = None
     if extras.get("descriptions"):
-        with open_read(extras["descriptions"]) as f:
-            describe = description_lookup(pq.read_table(io.BytesIO(f.read())).to_pylist())
+        describe = description_lookup(read_parquet(extras["descriptions"]).to_pylist())
     try:
         src = open_read(extras["input"])
     except FileNotFoundError as exc:

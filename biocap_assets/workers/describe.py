@@ -8,7 +8,6 @@ and writes the results as one Parquet file.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import time
 import zlib
@@ -16,10 +15,13 @@ import zlib
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from biocap_assets.common.files import (
+    atomic_open,
+    read_parquet,
+)
 from biocap_assets.inference.factory import InferenceConfig, make_backend
 from biocap_assets.inference.tasks import DescriptionInput, filter_with_model, filter_with_rules
 from biocap_assets.progress import ProgressLog
-from biocap_assets.shards.io import atomic_open, open_read
 from biocap_assets.workers.runtime import run_main, worker_context
 
 RESULT_SCHEMA = pa.schema(
@@ -41,8 +43,7 @@ def in_bucket(taxon_id: str, bucket: int, buckets: int) -> bool:
 def run(extras: dict, log) -> dict:
     config = InferenceConfig.from_dict(extras.get("inference") or {})
     bucket, buckets = int(extras.get("bucket", 0)), int(extras.get("buckets", 1))
-    with open_read(extras["input"]) as f:
-        rows = pq.read_table(io.BytesIO(f.read())).to_pylist()
+    rows = read_parquet(extras["input"]).to_pylist()
     items = [
         DescriptionInput(r["taxon_id"], r["binomial"], r.get("common_name"), r["text"])
         for r in rows

@@ -9,16 +9,14 @@ caption head instead of the reference's taxonomic one.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 from dataclasses import asdict
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from biocap_assets.common.files import write_parquet
 from biocap_assets.evaluation.datasets import DatasetSpec, load_suite
 from biocap_assets.evaluation.runner import EvalOptions, evaluate
-from biocap_assets.shards.io import atomic_open
 from biocap_assets.workers.runtime import run_main, worker_context
 
 
@@ -46,10 +44,7 @@ def main(argv: list[str] | None = None) -> None:
         evaluation = evaluate(extras["checkpoint"], specs, ctx.log.info, options=options)
         rows = evaluation.rows
         table = pa.Table.from_pylist([asdict(r) for r in rows])
-        buffer = io.BytesIO()
-        pq.write_table(table, buffer)
-        with atomic_open(extras["output"]) as f:
-            f.write(buffer.getvalue())
+        write_parquet(extras["output"], table)
         ctx.report_result(
             {
                 "rows": len(rows),

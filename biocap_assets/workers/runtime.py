@@ -19,6 +19,8 @@ from dagster_pipes import (
     open_dagster_pipes,
 )
 
+from biocap_assets.common.contract import ERROR_FILE_ENV
+
 
 class WorkerContext:
     """Parameters in, logs and results out: through Pipes when launched by Dagster."""
@@ -56,7 +58,6 @@ class WorkerContext:
 
 # The launcher names a file here; a failing worker writes its error into it so
 # the step fails with the worker's own message, not only an exit code.
-ERROR_FILE_ENV = "BIOCAP_WORKER_ERROR_FILE"
 
 
 def _record_error(exc: BaseException) -> None:

@@ -1,0 +1,50 @@
+"""How long each worker takes to import, in a fresh interpreter, against a bare one.
+
+Every partition run starts a worker process, so its import time is paid per shard. The
+baseline is ``python -c pass`` in the same run; the ratio is what to compare.
+
+    python bench/imports.py [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+
+WORKERS = ("caption", "describe", "wiki", "download", "evaluate", "train")
+
+
+def seconds(code: str, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    bare = seconds("pass", args.repeat)
+    print(f"bare interpreter: {bare:.3f} s (median of {args.repeat})")
+    print("| worker | import (s) | minus bare (s) | loads dagster |")
+    print("| --- | ---: | ---: | --- |")
+    for worker in WORKERS:
+        module = f"biocap_assets.workers.{worker}"
+        took = seconds(f"import {module}", args.repeat)
+        loads = subprocess.run(
+            [sys.executable, "-c", f"import sys, {module}; print('dagster' in sys.modules)"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        print(f"| {worker} | {took:.3f} | {took - bare:.3f} | {loads} |")
+
+
+if __name__ == "__main__":
+    main()
