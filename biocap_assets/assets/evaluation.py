@@ -101,13 +101,17 @@ def _write_results(duckdb: BiocapDuckDB, frame: pd.DataFrame) -> pd.DataFrame:
 
     retry_on_conflict(replace)
     with duckdb.get_connection() as connection:
-        history = connection.execute(
-            "SELECT checkpoint, coalesce(head, 'taxonomic') AS head, task, dataset, metric, "
-            "arg_max(value, evaluated_at) AS value, max(evaluated_at) AS evaluated_at "
-            "FROM main.eval_results WHERE checkpoint <> ? GROUP BY ALL "
-            "ORDER BY evaluated_at, checkpoint, task, dataset, metric",
-            [checkpoint],
-        ).to_arrow_table().to_pandas()  # not .df(): it trips a pandas 4 deprecation
+        history = (
+            connection.execute(
+                "SELECT checkpoint, coalesce(head, 'taxonomic') AS head, task, dataset, metric, "
+                "arg_max(value, evaluated_at) AS value, max(evaluated_at) AS evaluated_at "
+                "FROM main.eval_results WHERE checkpoint <> ? GROUP BY ALL "
+                "ORDER BY evaluated_at, checkpoint, task, dataset, metric",
+                [checkpoint],
+            )
+            .to_arrow_table()
+            .to_pandas()
+        )  # not .df(): it trips a pandas 4 deprecation
     return history.drop(columns=["evaluated_at"])
 
 
