@@ -376,3 +376,30 @@ def test_a_shard_cut_between_two_members_is_truncated_not_short(input_shard):
     with pytest.raises(TarFormatError, match="without its end-of-archive marker"):
         list(iter_raw_members(io.BytesIO(data[:cut])))
     assert len(list(iter_raw_members(io.BytesIO(data)))) == len(members), "whole: fine"
+
+
+def test_folders_and_global_headers_are_copied_through(input_shard):
+    """Members that are not files (a folder, a global PAX header) form no sample, as in
+    webdataset, and still come out where they were: every member is copied."""
+    from biocap_assets.shards.tarstream import END_OF_ARCHIVE, iter_raw_members
+
+    def member(name: str, kind: bytes, data: bytes = b"") -> bytes:
+        info = tarfile.TarInfo(name)
+        info.type, info.size = kind, len(data)
+        return info.tobuf(tarfile.USTAR_FORMAT) + data + b"\0" * (-len(data) % 512)
+
+    records = b"35 comment=written by a shard tool\n"
+    head = member("images", tarfile.DIRTYPE) + member("pax_global_header", tarfile.XGLTYPE, records)
+    tail = member("empty-folder", tarfile.DIRTYPE)
+    body = b"".join(m.raw for m in iter_raw_members(io.BytesIO(input_shard.read_bytes())))
+    out = io.BytesIO()
+    stats = rewrite_shard(
+        io.BytesIO(head + body + tail + END_OF_ARCHIVE), out, TemplateCaptionerAdapter()
+    )
+    assert stats.samples == 12
+    written = out.getvalue()
+    assert written.startswith(head), "the folder and the global header first, unchanged"
+    assert tail + END_OF_ARCHIVE in written[-len(tail) - 2048 :]
+    with tarfile.open(fileobj=io.BytesIO(written)) as tar:
+        names = tar.getnames()
+    assert names[0] == "images" and names[-1] == "empty-folder"

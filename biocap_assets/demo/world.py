@@ -28,14 +28,16 @@ from biocap_assets.demo import evalsets
 from biocap_assets.demo.draw import BACKGROUND_PHRASES, BACKGROUNDS, draw_specimen, jpeg_bytes
 from biocap_assets.demo.species import INCOMPLETE_ROWS, SPECIES, DemoSpecies
 from biocap_assets.demo.wiki import build_wiki, visual_paragraphs
+from biocap_assets.evaluation.datasets import RANKS as ANNOTATION_RANKS
 from biocap_assets.evaluation.datasets import write_inquire_rerank_parquet
 from biocap_assets.shards.naming import shard_filename
 from biocap_assets.shards.tarwrite import DeterministicTarWriter
 from biocap_assets.shards.texts import TEXT_KEYS, Taxon, sample_texts
+from biocap_assets.taxonomy.names import RANKS
 
 DEMO_SEED = 20251024
 # Bump when the generator's output changes, so old worlds are rebuilt.
-DEMO_VERSION = 5
+DEMO_VERSION = 6
 
 CATALOG_COLUMNS = (
     "split",
@@ -47,13 +49,7 @@ CATALOG_COLUMNS = (
     "inat21_filename",
     "inat21_cls_name",
     "inat21_cls_num",
-    "kingdom",
-    "phylum",
-    "class",
-    "order",
-    "family",
-    "genus",
-    "species",
+    *RANKS,
     "common",
 )
 
@@ -321,18 +317,7 @@ def _write_world(root: Path, seed: int, sizes: DemoSizes) -> dict:
             )
     _write_csv(
         root / "data" / "eval" / "classification_annotation" / "demo_species" / "metadata.csv",
-        (
-            "kingdom",
-            "phylum",
-            "cls",
-            "order",
-            "family",
-            "genus",
-            "species",
-            "common_name",
-            "filepath",
-            "class",
-        ),
+        (*ANNOTATION_RANKS, "common_name", "filepath", "class"),
         zs_rows,
         index=True,
     )

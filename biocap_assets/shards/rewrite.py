@@ -49,6 +49,14 @@ class Member:
 class Sample:
     key: str
     members: list[Member] = field(default_factory=list)
+    # members before this sample that are not regular files (folders, global PAX headers):
+    # webdataset skips them, the rewrite copies them through where they were
+    others: list[RawMember] = field(default_factory=list)
+
+    @property
+    def is_sample(self) -> bool:
+        """False for the holder of non-file members after the last sample."""
+        return bool(self.members)
 
     def get(self, suffix: str) -> bytes | None:
         for member in self.members:
@@ -79,21 +87,26 @@ def split_name(name: str) -> tuple[str, str]:
 def iter_samples(fileobj: BinaryIO) -> Iterator[Sample]:
     """Samples in tar order; a sample is a run of consecutive members with one key.
 
-    Members that are not regular files (folders, global headers) form no sample and
-    are dropped, as webdataset does.
+    Members that are not regular files (folders, global headers) form no sample, as in
+    webdataset; each rides along with the sample after it (``others``), and any after the
+    last sample come in a last ``Sample`` without members.
     """
     current: Sample | None = None
+    others: list[RawMember] = []
     for raw in iter_raw_members(fileobj):
         if not raw.is_file:
+            others.append(raw)
             continue
         key, _ = split_name(raw.name)
         if current is None or current.key != key:
             if current is not None:
                 yield current
-            current = Sample(key)
+            current, others = Sample(key, others=others), []
         current.members.append(Member(raw))
     if current is not None:
         yield current
+    if others:
+        yield Sample("", others=others)
 
 
 def image_problem(data: bytes | None) -> str | None:
@@ -130,6 +143,8 @@ class ShardStats:
     prompt_sha256: str = ""
     examples_class: int = 0  # samples prompted with their class's format examples
     examples_fallback: int = 0  # samples prompted with the fallback examples
+    generation: str = ""  # JSON: the generation settings in effect
+    sha256: str = ""  # the output tar's digest
     errors: list[str] = field(default_factory=list)
     examples: list[tuple[str, str]] = field(default_factory=list)
 
@@ -159,6 +174,8 @@ class ShardStats:
             "prompt_sha256": self.prompt_sha256,
             "examples_class": self.examples_class,
             "examples_fallback": self.examples_fallback,
+            "generation": self.generation,
+            "sha256": self.sha256,
         }
 
 
@@ -166,6 +183,8 @@ DescriptionLookup = Callable[[dict[str, str]], str | None]
 
 
 def _write_sample(out: BinaryIO, sample: Sample, caption: str | None) -> None:
+    for other in sample.others:
+        out.write(other.raw)
     last = None
     for member in sample.members:
         if member.suffix.lower() == CAPTION_SUFFIX:
@@ -268,6 +287,8 @@ def _caption_batch(
     inputs: list[CaptionInput] = []
     by_key = captioner.backend == "released"  # released captions need no names
     for sample in batch:
+        if not sample.is_sample:
+            continue
         stats.samples += 1
         stats.bytes_in += sum(len(m.raw.raw) for m in sample.members)
         image = sample.image
@@ -298,7 +319,7 @@ def _caption_batch(
 
 def shard_keys(fileobj: BinaryIO) -> list[str]:
     """Sample keys of a shard, in order (one pass)."""
-    return [sample.key for sample in iter_samples(fileobj)]
+    return [sample.key for sample in iter_samples(fileobj) if sample.is_sample]
 
 
 def description_lookup(rows: Sequence[dict]) -> DescriptionLookup:

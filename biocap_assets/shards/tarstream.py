@@ -137,7 +137,8 @@ def iter_raw_members(f: BinaryIO) -> Iterator[RawMember]:
                 long_name = body[:size].rstrip(b"\0").decode("utf-8", "surrogateescape")
             continue
         if kind == b"g":  # global header: applies to all later members; pass it through
-            yield RawMember("", b"", header + body, 0, 0, False)
+            yield RawMember("", b"", b"".join(pending) + header + body, 0, 0, False)
+            pending, pax, long_name = [], {}, None
             continue
         name = header[0:100].rstrip(b"\0").decode("utf-8", "surrogateescape")
         if header[257:262] == b"ustar":
