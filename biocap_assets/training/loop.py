@@ -14,7 +14,6 @@ loss is the loss of the whole accumulated batch.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import time
 from collections.abc import Callable
@@ -23,6 +22,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 from open_clip import ClipLoss
+from open_clip_train.precision import get_autocast
+from open_clip_train.scheduler import cosine_lr
 from torch.nn.parallel import DistributedDataParallel
 from upath import UPath
 
@@ -69,13 +70,6 @@ def init_distributed() -> Dist:
     return Dist(rank, world_size, local_rank, device)
 
 
-def cosine_lr(step: int, base_lr: float, warmup: int, total: int) -> float:
-    if step < warmup:
-        return base_lr * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress))) * base_lr
-
-
 def group_names(model: torch.nn.Module) -> list[list[str]]:
     """Names of the trainable parameters without and with weight decay, in model order.
 
@@ -99,10 +93,15 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     ]
 
 
-def _autocast(config: TrainConfig, device: torch.device):
-    if device.type == "cuda" and config.precision == "bf16":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+# our precision names -> open_clip_train's (``--precision``)
+_PRECISION = {"bf16": "amp_bf16", "fp16": "amp", "fp32": "fp32"}
+
+
+def autocast_for(config: TrainConfig, device: torch.device) -> Callable:
+    """open_clip_train's autocast for the configured precision; CPU runs fp32."""
+    if device.type != "cuda":
+        return contextlib.nullcontext
+    return get_autocast(_PRECISION.get(config.precision, config.precision), "cuda")
 
 
 @torch.no_grad()
@@ -250,13 +249,129 @@ def contrastive_step(
     return loss_value
 
 
-def train(
-    config: TrainConfig,
-    job: TrainJob,
-    log: Callable[[str], None],
-    report: Callable[[dict], None] | None = None,
-) -> dict:
-    """Train (or resume) and checkpoint every epoch; returns the run summary on rank 0."""
+@dataclass
+class Run:
+    """A training run in progress: what every epoch needs."""
+
+    config: TrainConfig
+    job: TrainJob
+    env: Dist
+    model: DualProjectionCLIP
+    optimizer: torch.optim.Optimizer
+    preprocess_train: Callable
+    preprocess_val: Callable
+    tokenizer: Callable
+    out_dir: UPath
+    steps_per_epoch: int
+    total_steps: int
+    global_batch: int
+    start_epoch: int = 0
+    history: list[dict] = field(default_factory=list)
+    text_types_seen: list[str] = field(default_factory=list)
+
+    @property
+    def steps_done_before(self) -> int:
+        return self.start_epoch * self.steps_per_epoch
+
+
+def train_one_epoch(
+    run: Run, epoch: int, ddp, loss_fn, batches, schedule, started: float, log
+) -> float:
+    """The steps of one epoch; the last step's loss. As open_clip_train's
+    ``train_one_epoch``: the schedule sets the learning rate of each step."""
+    config, env, model, optimizer = run.config, run.env, run.model, run.optimizer
+    window_start, window_samples = time.perf_counter(), 0
+    autocast = autocast_for(config, env.device)
+    step_loss = float("nan")
+    for i in range(run.steps_per_epoch):
+        step = epoch * run.steps_per_epoch + i
+        lr = schedule(step)
+        text_type = text_type_for_step(step, config.seed, config.text_weights)
+        run.text_types_seen.append(text_type)
+        column, projector = TEXT_TYPES.index(text_type), projector_for(text_type)
+        optimizer.zero_grad(set_to_none=True)
+        micro_batches = []
+        for _ in range(config.accum_freq):
+            images, tokens = next(batches)
+            micro_batches.append(
+                (
+                    images.to(env.device, non_blocking=True),
+                    tokens[:, column].to(env.device, non_blocking=True),
+                )
+            )
+            window_samples += images.shape[0]
+        step_loss = contrastive_step(ddp, loss_fn, micro_batches, projector, autocast)
+        optimizer.step()
+        model.clamp_logit_scales()
+        done = step + 1
+        if env.is_main and (done % config.log_every == 0 or done == run.total_steps):
+            elapsed = time.perf_counter() - window_start
+            rate = window_samples / elapsed if elapsed else 0.0
+            run.history.append(
+                {
+                    "step": done,
+                    "epoch": epoch + 1,
+                    "loss": round(step_loss, 5),
+                    "lr": lr,
+                    "text_type": text_type,
+                    "samples_per_second_per_device": round(rate, 2),
+                }
+            )
+            run_elapsed = time.perf_counter() - started
+            eta = (run.total_steps - done) * run_elapsed / max(1, done - run.steps_done_before)
+            log(
+                f"step {done}/{run.total_steps} ({100 * done / run.total_steps:.0f}%) epoch "
+                f"{epoch + 1} loss {step_loss:.4f} lr {lr:.2e} text {text_type} "
+                f"{rate:.1f} samples/s/device, ETA {format_seconds(eta)}"
+            )
+    return step_loss
+
+
+def end_epoch(run: Run, epoch: int, train_loss: float, log, report) -> dict[str, float]:
+    """On rank 0: validate, save the checkpoint (open_clip_train's layout), and after the
+    last epoch the export for stock open_clip. The validation losses."""
+    config, model = run.config, run.model
+    val = validate(
+        model, run.job.val_urls, run.preprocess_val, run.tokenizer, config, run.env.device
+    )
+    run.history.append({"step": (epoch + 1) * run.steps_per_epoch, "epoch": epoch + 1, **val})
+    summary = {
+        "config": config.as_dict(),
+        "step": (epoch + 1) * run.steps_per_epoch,
+        "epochs_done": epoch + 1,
+        "samples_seen": (epoch + 1) * run.steps_per_epoch * run.global_batch,
+        "train_loss": train_loss,
+        **val,
+        "data_version": run.job.data_version,
+        "world_size": run.env.world_size,
+        "history": run.history,
+    }
+    path = checkpoint.save(
+        run.out_dir,
+        epoch + 1,
+        {
+            # open_clip_train's layout (its main.py writes these four keys)
+            "epoch": epoch + 1,
+            "name": run.out_dir.name,
+            "state_dict": model.clip.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "step": summary["step"],
+            "model_name": config.model,
+        },
+        summary,
+    )
+    if epoch + 1 == config.epochs:
+        export = checkpoint.export_for_hub(model.clip, model_config(config.model), run.out_dir)
+        log(f"exported the final model for open_clip ('local-dir:{export}')")
+    log(f"epoch {epoch + 1}/{config.epochs} done: train loss {train_loss:.4f} {val} -> {path}")
+    if report is not None:
+        report({"epoch": epoch + 1, "step": summary["step"], **val})
+    return val
+
+
+def prepare(config: TrainConfig, job: TrainJob, log) -> Run | dict:
+    """The model, optimizer and schedule of a run, resumed from its newest checkpoint;
+    or, when the run already holds its last epoch, the result of that run."""
     env = init_distributed()
     torch.manual_seed(config.seed + env.rank)
     model, preprocess_train, preprocess_val, tokenizer = create_model(
@@ -274,9 +389,10 @@ def train(
     samples_per_epoch = config.samples_per_epoch or job.train_samples
     global_batch = config.batch_size * env.world_size * config.accum_freq
     steps_per_epoch = max(1, samples_per_epoch // global_batch)
-    total_steps = steps_per_epoch * config.epochs
-
-    start_epoch, history = 0, []
+    run = Run(
+        config, job, env, model, optimizer, preprocess_train, preprocess_val, tokenizer,
+        out_dir, steps_per_epoch, steps_per_epoch * config.epochs, global_batch,
+    )  # fmt: skip
     found = checkpoint.latest(out_dir)
     if found is not None and found[0] >= config.epochs:
         epoch, path, summary = found
@@ -292,10 +408,23 @@ def train(
     if found is not None:
         epoch, path, summary = found
         saved_step = resume(model, optimizer, path, env.device)
-        start_epoch, history = epoch, summary.get("history", [])
+        run.start_epoch, run.history = epoch, summary.get("history", [])
         if env.is_main:
             log(f"resuming from {path} (epoch {epoch}, step {saved_step})")
+    return run
 
+
+def train(
+    config: TrainConfig,
+    job: TrainJob,
+    log: Callable[[str], None],
+    report: Callable[[dict], None] | None = None,
+) -> dict:
+    """Train (or resume) and checkpoint every epoch; returns the run summary on rank 0."""
+    run = prepare(config, job, log)
+    if isinstance(run, dict):
+        return run
+    env, model = run.env, run.model
     ddp = (
         DistributedDataParallel(model, find_unused_parameters=True) if env.world_size > 1 else model
     )
@@ -310,118 +439,36 @@ def train(
         loader(
             train_pipeline(
                 job.train_urls,
-                preprocess_train,
-                tokenizer,
+                run.preprocess_train,
+                run.tokenizer,
                 config.batch_size,
-                config.seed + start_epoch,
+                config.seed + run.start_epoch,
                 config.shuffle_buffer,
             ),
             config.workers,
         )
     )
+    schedule = cosine_lr(run.optimizer, config.lr, config.warmup, run.total_steps)
     started = time.perf_counter()
-    samples_seen = start_epoch * steps_per_epoch * global_batch
-    step = first_step = start_epoch * steps_per_epoch
-    last_loss = float("nan")
-    val: dict[str, float] = {}
-    text_types_seen: list[str] = []
-    for epoch in range(start_epoch, config.epochs):
-        window_start, window_samples = time.perf_counter(), 0
-        for _ in range(steps_per_epoch):
-            lr = cosine_lr(step, config.lr, config.warmup, total_steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            text_type = text_type_for_step(step, config.seed, config.text_weights)
-            text_types_seen.append(text_type)
-            column, projector = TEXT_TYPES.index(text_type), projector_for(text_type)
-            optimizer.zero_grad(set_to_none=True)
-            micro_batches = []
-            for _ in range(config.accum_freq):
-                images, tokens = next(batches)
-                micro_batches.append(
-                    (
-                        images.to(env.device, non_blocking=True),
-                        tokens[:, column].to(env.device, non_blocking=True),
-                    )
-                )
-                window_samples += images.shape[0]
-            step_loss = contrastive_step(
-                ddp, loss_fn, micro_batches, projector, lambda: _autocast(config, env.device)
-            )
-            optimizer.step()
-            model.clamp_logit_scales()
-            step += 1
-            samples_seen += global_batch
-            last_loss = step_loss
-            if env.is_main and (step % config.log_every == 0 or step == total_steps):
-                elapsed = time.perf_counter() - window_start
-                rate = window_samples / elapsed if elapsed else 0.0
-                record = {
-                    "step": step,
-                    "epoch": epoch + 1,
-                    "loss": round(step_loss, 5),
-                    "lr": lr,
-                    "text_type": text_type,
-                    "samples_per_second_per_device": round(rate, 2),
-                }
-                history.append(record)
-                run_elapsed = time.perf_counter() - started
-                eta = (total_steps - step) * run_elapsed / max(1, step - first_step)
-                log(
-                    f"step {step}/{total_steps} ({100 * step / total_steps:.0f}%) epoch "
-                    f"{epoch + 1} loss {step_loss:.4f} lr {lr:.2e} text {text_type} "
-                    f"{rate:.1f} samples/s/device, ETA {format_seconds(eta)}"
-                )
+    last_loss, val = float("nan"), {}
+    for epoch in range(run.start_epoch, config.epochs):
+        last_loss = train_one_epoch(run, epoch, ddp, loss_fn, batches, schedule, started, log)
         if env.is_main:
-            val = validate(model, job.val_urls, preprocess_val, tokenizer, config, env.device)
-            history.append({"step": step, "epoch": epoch + 1, **val})
-            summary = {
-                "config": config.as_dict(),
-                "step": step,
-                "epochs_done": epoch + 1,
-                "samples_seen": samples_seen,
-                "train_loss": last_loss,
-                **val,
-                "data_version": job.data_version,
-                "world_size": env.world_size,
-                "history": history,
-            }
-            path = checkpoint.save(
-                out_dir,
-                epoch + 1,
-                {
-                    # open_clip_train's layout (its main.py writes these four keys)
-                    "epoch": epoch + 1,
-                    "name": out_dir.name,
-                    "state_dict": model.clip.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "step": step,
-                    "model_name": config.model,
-                },
-                summary,
-            )
-            if epoch + 1 == config.epochs:
-                export = checkpoint.export_for_hub(model.clip, model_config(config.model), out_dir)
-                log(f"exported the final model for open_clip ('local-dir:{export}')")
-            log(
-                f"epoch {epoch + 1}/{config.epochs} done: train loss {last_loss:.4f} {val} "
-                f"-> {path}"
-            )
-            if report is not None:
-                report({"epoch": epoch + 1, "step": step, **val})
+            val = end_epoch(run, epoch, last_loss, log, report)
         if env.world_size > 1:
             dist.barrier()
     wall = time.perf_counter() - started
+    step = config.epochs * run.steps_per_epoch
     if job.rank_report:
-        _write_rank_report(job.rank_report, env, model, step, text_types_seen)
+        _write_rank_report(job.rank_report, env, model, step, run.text_types_seen)
     result = {}
     if env.is_main:
-        trained = samples_seen - start_epoch * steps_per_epoch * global_batch
+        trained = (config.epochs - run.start_epoch) * run.steps_per_epoch * run.global_batch
         result = {
-            "run_dir": str(out_dir),
+            "run_dir": str(run.out_dir),
             "epochs": config.epochs,
             "steps": step,
-            "samples_seen": samples_seen,
+            "samples_seen": step * run.global_batch,
             "train_loss": last_loss,
             **val,
             "samples_per_second": round(trained / wall, 2) if wall else 0.0,
@@ -429,11 +476,11 @@ def train(
             if wall
             else 0.0,
             "wall_seconds": round(wall, 2),
-            "resumed_from_epoch": start_epoch,
+            "resumed_from_epoch": run.start_epoch,
             "world_size": env.world_size,
             "model": config.model,
-            "checkpoint": str(out_dir / f"epoch_{config.epochs}.pt"),
-            "export": str(out_dir / checkpoint.EXPORT_DIR),
+            "checkpoint": str(run.out_dir / f"epoch_{config.epochs}.pt"),
+            "export": str(run.out_dir / checkpoint.EXPORT_DIR),
         }
     if dist.is_initialized():
         dist.barrier()
