@@ -9,7 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class ChatServer:
-    """``answer(payload, attempt) -> (status, body_bytes, delay)`` decides each response."""
+    """``answer(payload, attempt) -> (status, body_bytes, delay[, headers])`` decides each
+    response."""
 
     def __init__(self, answer: Callable[[dict, int], tuple[int, bytes, float]]):
         self.answer = answer
@@ -59,9 +60,11 @@ class ChatServer:
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                 try:
-                    status, body, delay = server.answer(payload, attempt)
+                    status, body, delay, *headers = server.answer(payload, attempt)
                     time.sleep(delay)
                     self.send_response(status)
+                    for name, value in (headers[0] if headers else {}).items():
+                        self.send_header(name, value)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(body)))
                     self.end_headers()

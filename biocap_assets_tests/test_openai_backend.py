@@ -91,3 +91,21 @@ def test_llm_description_filter_validates_and_retries_once():
     assert all(r.backend == "openai" and r.model == "test-vlm" for r in results)
     assert calls == 5, "three first answers, two retries"
     assert json.dumps(by_id["g"].__dict__)
+
+
+def test_a_retry_after_of_hours_is_capped(monkeypatch):
+    import biocap_assets.inference.openai_backend as openai_backend
+
+    monkeypatch.setattr(openai_backend, "RETRY_AFTER_MAX", 0.2)
+
+    def busy(payload, attempt):
+        if attempt == 1:
+            return 429, b'{"error": "busy"}', 0.0, {"Retry-After": "86400"}
+        return 200, completion("done"), 0.0
+
+    with ChatServer(busy) as server:
+        started = time.monotonic()
+        (result,) = backend(server, timeout=5).generate(
+            [GenerationRequest(id="x", instruction="Describe.", text="x")]
+        )
+    assert result.text == "done" and time.monotonic() - started < 5

@@ -57,13 +57,19 @@ def md5_of(path: Path) -> str:
 
 
 def _fetch(url: str, tmp: Path, timeout: float, retries: int) -> str | None:
-    """None on success, else the reason."""
+    """None on success, else the reason. Only what may pass retries: a server error, 429,
+    a dropped connection; a missing local file or a 404 does not come back by waiting."""
+    if urllib.parse.urlparse(url).scheme in ("", "file"):
+        try:
+            shutil.copyfile(urllib.parse.urlparse(url).path, tmp)
+            return None
+        except OSError as exc:
+            return f"{type(exc).__name__}: {exc}"
     last = ""
     for attempt in range(retries + 1):
+        if attempt:
+            time.sleep(min(8.0, 0.5 * 2 ** (attempt - 1)))
         try:
-            if urllib.parse.urlparse(url).scheme in ("", "file"):
-                shutil.copyfile(urllib.parse.urlparse(url).path, tmp)
-                return None
             request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
             with (
                 urllib.request.urlopen(request, timeout=timeout) as response,
@@ -77,7 +83,6 @@ def _fetch(url: str, tmp: Path, timeout: float, retries: int) -> str | None:
                 return last
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             last = f"{type(exc).__name__}: {exc}"
-        time.sleep(min(8.0, 0.5 * 2**attempt))
     return last
 
 

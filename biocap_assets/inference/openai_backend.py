@@ -28,6 +28,7 @@ from biocap_assets.inference.base import (
 CHAT_TEMPLATES = {"internvl": INTERNVL_CHAT_TEMPLATE}
 
 _RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+RETRY_AFTER_MAX = 60.0  # seconds
 
 
 def request_payload(model: str, sampling: SamplingConfig, request: GenerationRequest) -> dict:
@@ -91,9 +92,11 @@ class OpenAIBackend:
         except urllib.error.HTTPError as exc:
             if exc.code in _RETRY_STATUS:
                 wait = exc.headers.get("Retry-After")
+                seconds = float(wait) if wait and wait.replace(".", "", 1).isdigit() else None
+                # a server may ask for hours: wait at most RETRY_AFTER_MAX, then retry
                 raise _Retryable(
                     f"HTTP {exc.code}",
-                    float(wait) if wait and wait.replace(".", "", 1).isdigit() else None,
+                    None if seconds is None else min(seconds, RETRY_AFTER_MAX),
                 ) from exc
             detail = exc.read()[:300].decode("utf-8", "replace")
             if "trust-request-chat-template" in detail:
