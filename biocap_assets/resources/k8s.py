@@ -79,7 +79,8 @@ def worker_container(
 def worker_pod_spec(
     worker: str, command: Sequence[str], options: PodOptions, env: Mapping[str, str] | None = None
 ) -> dict:
-    """The pod spec for one worker run (PipesK8sClient adds the Pipes bootstrap env)."""
+    """The pod spec for one worker run (``pod_manifest`` wraps it, with the Pipes
+    bootstrap variables of the run)."""
     spec: dict = {
         "restartPolicy": "Never",
         "serviceAccountName": options.service_account,
@@ -110,16 +111,17 @@ def pod_manifest(
     command: Sequence[str],
     options: PodOptions,
     env: Mapping[str, str] | None = None,
+    run_id: str = "",
 ) -> dict:
-    """A whole Pod object around :func:`worker_pod_spec` (for validation and kubectl)."""
+    """The Pod the launcher creates for one worker run: :func:`worker_pod_spec` with
+    ``env`` (the Pipes bootstrap variables included), labelled with the worker and run."""
+    labels = {"app.kubernetes.io/name": "biocap-worker", "biocap/worker": worker}
+    if run_id:
+        labels["dagster/run-id"] = run_id
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "namespace": options.namespace,
-            "labels": {"app.kubernetes.io/name": "biocap-worker", "biocap/worker": worker},
-        },
+        "metadata": {"name": name, "namespace": options.namespace, "labels": labels},
         "spec": worker_pod_spec(worker, command, options, env),
     }
 

@@ -28,8 +28,8 @@ from biocap_assets.common.contract import ERROR_FILE_ENV
 from biocap_assets.resources.k8s import (
     DEFAULT_GPU_WORKERS,
     PodOptions,
+    pod_manifest,
     training_manifests,
-    worker_pod_spec,
 )
 from biocap_assets.resources.k8s_watch import (
     PodFailure,
@@ -163,12 +163,18 @@ class LauncherResource(dg.ConfigurableResource):
         if not self.image:
             raise dg.Failure("launcher mode k8s needs an image (the GPU worker image)")
         command = worker_command(worker, "python", args, nproc_per_node)
-        spec = worker_pod_spec(worker, command, self.pod_options(), self._pod_env(env))
-        name = pod_name(worker, context.run_id)
+        name = pod_name(worker, context.run.run_id)
         core = _core_api()
         session_cm, reader = _pipes_session(context, extras)
         with session_cm as session:
-            body = _pod_body(name, spec, session.get_bootstrap_env_vars(), worker, context.run_id)
+            body = pod_manifest(
+                name,
+                worker,
+                command,
+                self.pod_options(),
+                {**self._pod_env(env), **session.get_bootstrap_env_vars()},
+                run_id=context.run.run_id,
+            )
             context.log.info(f"launching worker {worker} as pod {name} in {self.namespace}")
             core.create_namespaced_pod(self.namespace, body)
             run_pod(
@@ -203,7 +209,7 @@ class LauncherResource(dg.ConfigurableResource):
             )
         if not self.image:
             raise dg.Failure("launcher mode k8s needs an image (the GPU worker image)")
-        name = pod_name("train", context.run_id)
+        name = pod_name("train", context.run.run_id)
         core = _core_api()
         batch = _batch_api(core)
         session_cm, reader = _pipes_session(context, extras)
@@ -254,29 +260,6 @@ class LauncherResource(dg.ConfigurableResource):
 def pod_name(worker: str, run_id: str) -> str:
     """A unique DNS-1123 name: several workers of one step (buckets) run side by side."""
     return f"biocap-{worker.replace('_', '-')}-{run_id[:8]}-{uuid.uuid4().hex[:6]}".lower()
-
-
-def _pod_body(name: str, spec: dict, pipes_env: Mapping[str, str], worker: str, run_id: str):
-    spec = {**spec, "containers": [dict(c) for c in spec["containers"]]}
-    container = spec["containers"][0]
-    container["env"] = [*container.get("env", []), *_env_list(pipes_env)]
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "labels": {
-                "app.kubernetes.io/name": "biocap-worker",
-                "biocap/worker": worker,
-                "dagster/run-id": run_id,
-            },
-        },
-        "spec": spec,
-    }
-
-
-def _env_list(env: Mapping[str, str]) -> list[dict[str, str]]:
-    return [{"name": k, "value": v} for k, v in sorted(env.items())]
 
 
 def _core_api():
