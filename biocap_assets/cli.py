@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from biocap_assets.settings import ENV_VARS, Settings
+from biocap_assets.settings import ConfigurationError, Settings, redact
 
 _REPO_INSTANCE_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
 
@@ -88,9 +88,10 @@ def cmd_world(args: argparse.Namespace) -> int:
 
 def cmd_config(_: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    for name, doc in ENV_VARS.items():
-        print(f"{name:22} {os.environ.get(name, '(unset)'):40} {doc}")
-    print(f"\nresolved: {settings}")
+    for name, value, doc in settings.describe():
+        print(f"{name:28} {value:40} {doc}")
+    resolved = {k: v for k, v in vars(settings).items() if k != "set_variables"}
+    print(f"\nresolved: {redact(str(resolved))}")
     return 0
 
 
@@ -110,7 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     config = sub.add_parser("config", help="print the configuration in effect")
     config.set_defaults(func=cmd_config)
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except ConfigurationError as exc:
+        print(f"biocap: configuration error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,13 +1,11 @@
 """The one Definitions object of biocap: assets, checks, jobs and resources.
 
-Resources are chosen from the environment (see settings.py and the README's
-Configuration section); a variable that is set is passed as ``dg.EnvVar`` so the
-UI shows where a value came from.
+Resources are chosen from the configuration (``settings.Settings``, the one place the
+environment is read; see the README's Configuration section); a variable that is set is
+passed as ``dg.EnvVar`` so the UI shows where a value came from.
 """
 
 from __future__ import annotations
-
-import os
 
 import dagster as dg
 
@@ -24,16 +22,16 @@ from biocap_assets.resources import (
 from biocap_assets.settings import Settings
 
 
-def _env_or(name: str, default: str | None) -> str | dg.EnvVar | None:
-    return dg.EnvVar(name) if os.environ.get(name, "").strip() else default
-
-
 def build_resources(settings: Settings) -> dict[str, object]:
-    storage = StorageResource(root_url=_env_or("BIOCAP_STORAGE_URL", settings.storage_url))
+    def env_or(name: str, value: str | None) -> str | dg.EnvVar | None:
+        """A variable that is set goes in as ``dg.EnvVar``: the UI shows its origin."""
+        return dg.EnvVar(name) if name in settings.set_variables else value
+
+    storage = StorageResource(root_url=env_or("BIOCAP_STORAGE_URL", settings.storage_url))
     duckdb = BiocapDuckDB(
         database=str(settings.duckdb_path),
-        ducklake_catalog=_env_or("BIOCAP_DUCKLAKE_CATALOG", ""),
-        ducklake_data_path=_env_or("BIOCAP_DUCKLAKE_DATA_PATH", settings.ducklake_data_path),
+        ducklake_catalog=env_or("BIOCAP_DUCKLAKE_CATALOG", settings.ducklake_catalog),
+        ducklake_data_path=env_or("BIOCAP_DUCKLAKE_DATA_PATH", settings.ducklake_data_path),
     )
     return {
         "storage": storage,
@@ -41,22 +39,21 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "table_io_manager": DuckDBTableIOManager(duckdb=duckdb, storage=storage),
         "io_manager": ArtifactIOManager(storage=storage),
         "launcher": LauncherResource(
-            mode=os.environ.get("BIOCAP_LAUNCHER", "local").strip() or "local",
-            image=_env_or("BIOCAP_WORKER_IMAGE", ""),
-            namespace=_env_or("BIOCAP_K8S_NAMESPACE", "biocap"),
-            pending_timeout=float(os.environ.get("BIOCAP_K8S_PENDING_TIMEOUT", "") or 900),
-            keep_failed_pods=os.environ.get("BIOCAP_K8S_KEEP_FAILED_PODS", "").strip()
-            in ("1", "true", "yes"),
+            mode=settings.launcher,
+            image=env_or("BIOCAP_WORKER_IMAGE", settings.worker_image),
+            namespace=env_or("BIOCAP_K8S_NAMESPACE", settings.k8s_namespace),
+            pending_timeout=settings.k8s_pending_timeout,
+            keep_failed_pods=settings.k8s_keep_failed_pods,
         ),
         "sources": SourcesResource(
             demo_root=str(settings.demo_root),
-            catalog_url=_env_or("BIOCAP_CATALOG_URL", None),
-            shards_url=_env_or("BIOCAP_SHARDS_URL", None),
-            wiki_api_url=_env_or("BIOCAP_WIKI_API_URL", None),
-            wiki_contact=_env_or("BIOCAP_WIKI_CONTACT", ""),
-            eval_data=_env_or("BIOCAP_EVAL_DATA", ""),
-            eval_images=_env_or("BIOCAP_EVAL_IMAGES", ""),
-            inquire_rerank=_env_or("BIOCAP_INQUIRE_RERANK", ""),
+            catalog_url=env_or("BIOCAP_CATALOG_URL", settings.catalog_url),
+            shards_url=env_or("BIOCAP_SHARDS_URL", settings.shards_url),
+            wiki_api_url=env_or("BIOCAP_WIKI_API_URL", settings.wiki_api_url),
+            wiki_contact=env_or("BIOCAP_WIKI_CONTACT", settings.wiki_contact),
+            eval_data=env_or("BIOCAP_EVAL_DATA", settings.eval_data),
+            eval_images=env_or("BIOCAP_EVAL_IMAGES", settings.eval_images),
+            inquire_rerank=env_or("BIOCAP_INQUIRE_RERANK", settings.inquire_rerank),
         ),
     }
 
@@ -78,7 +75,7 @@ defs = dg.Definitions(
     assets=dg.with_source_code_references(ALL_ASSETS),
     asset_checks=ALL_CHECKS,
     jobs=[*ALL_JOBS, reevaluate],
-    schedules=[reevaluate_schedule(os.environ.get("BIOCAP_EVAL_CRON", "").strip() or "0 6 * * 1")],
+    schedules=[reevaluate_schedule(SETTINGS.eval_cron)],
     sensors=[evaluate_new_checkpoints],
     resources=build_resources(SETTINGS),
 )

@@ -1,46 +1,91 @@
-"""Environment settings of the platform, resolved once with their documented defaults.
+"""The platform's configuration: every environment variable, parsed in this one place.
 
-Every variable is optional (see README "Configuration"). Where a data source is
-not set, the synthetic demo world under ``$BIOCAP_HOME/demo`` stands in for it.
+Every variable is optional (see README "Configuration", which lists each of
+``VARIABLES``; a test keeps the two in step). Where a data source is not set, the
+synthetic demo world under ``$BIOCAP_HOME/demo`` stands in for it. A value that cannot be
+used fails here, naming the variable and what it takes.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 WIKIPEDIA_API_URL = "https://en.wikipedia.org/w/api.php"
+LAUNCHERS = ("local", "k8s")
 
-ENV_VARS = {
-    "BIOCAP_HOME": "local working folder (default ./.biocap)",
-    "BIOCAP_STORAGE_URL": "object-storage root (default file://$BIOCAP_HOME/storage)",
-    "BIOCAP_DUCKDB_PATH": "DuckDB file (default $BIOCAP_HOME/biocap.duckdb)",
-    "BIOCAP_CATALOG_URL": "TreeOfLife-10M catalog.csv, path or URL (default: demo world)",
-    "BIOCAP_SHARDS_URL": "input shards as a brace pattern (default: demo world)",
-    "BIOCAP_WIKI_API_URL": "MediaWiki Action API endpoint (default: English Wikipedia, "
-    "or the demo's offline wiki when the catalog is the demo's)",
-    "BIOCAP_LAUNCHER": "where workers run: local (subprocesses, default) or k8s (pods)",
-    "BIOCAP_WORKER_IMAGE": "k8s launcher: the GPU worker image",
-    "BIOCAP_K8S_NAMESPACE": "k8s launcher: namespace of worker pods (default biocap)",
-    "BIOCAP_EVAL_DATA": "the upstream BioCAP data/eval folder (default: the demo's suite)",
-    "BIOCAP_EVAL_IMAGES": "root of the benchmark images (default: $BIOCAP_EVAL_DATA/images)",
-    "BIOCAP_INQUIRE_RERANK": "a local copy of the evendrow/INQUIRE-Rerank dataset (a folder "
-    "from `huggingface-cli download`, or a datasets cache); default: "
-    "$BIOCAP_EVAL_DATA/inquire_rerank, then the Hugging Face hub cache",
-    "BIOCAP_EVAL_CRON": "cron of the re-evaluation schedule (default 0 6 * * 1, weekly)",
-    "BIOCAP_WIKI_CONTACT": "contact (email or URL) put in the crawler's User-Agent; "
-    "required for a non-loopback API",
-    "BIOCAP_DUCKLAKE_CATALOG": "production catalog many runs can write: a DuckLake catalog, "
-    "e.g. 'postgres:host=db dbname=biocap_lake user=biocap' (password from PGPASSWORD); "
-    "unset: the DuckDB file",
-    "BIOCAP_DUCKLAKE_DATA_PATH": "where DuckLake writes its Parquet files "
-    "(default $BIOCAP_STORAGE_URL/lake/)",
-    "BIOCAP_K8S_PENDING_TIMEOUT": "k8s launcher: seconds a worker pod may stay Pending "
-    "(no GPU node, image pull) before the step fails with the reason (default 900)",
-    "BIOCAP_K8S_KEEP_FAILED_PODS": "k8s launcher: 1 keeps failed worker pods for inspection",
-}
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    doc: str
+
+
+VARIABLES = (
+    Variable("BIOCAP_HOME", "local working folder (default ./.biocap)"),
+    Variable("BIOCAP_STORAGE_URL", "object-storage root (default file://$BIOCAP_HOME/storage)"),
+    Variable("BIOCAP_DUCKDB_PATH", "DuckDB file (default $BIOCAP_HOME/biocap.duckdb)"),
+    Variable(
+        "BIOCAP_DUCKLAKE_CATALOG",
+        "production catalog many runs can write: a DuckLake catalog, e.g. "
+        "'postgres:host=db dbname=biocap_lake user=biocap' (password from PGPASSWORD); "
+        "unset: the DuckDB file",
+    ),
+    Variable(
+        "BIOCAP_DUCKLAKE_DATA_PATH",
+        "where DuckLake writes its Parquet files (default $BIOCAP_STORAGE_URL/lake/)",
+    ),
+    Variable("BIOCAP_CATALOG_URL", "TreeOfLife-10M catalog.csv, path or URL (default: demo world)"),
+    Variable("BIOCAP_SHARDS_URL", "input shards as a brace pattern (default: demo world)"),
+    Variable(
+        "BIOCAP_WIKI_API_URL",
+        "MediaWiki Action API endpoint (default: English Wikipedia, or the demo's offline "
+        "wiki when the catalog is the demo's)",
+    ),
+    Variable(
+        "BIOCAP_WIKI_CONTACT",
+        "contact (email or URL) put in the crawler's User-Agent; required for a non-loopback API",
+    ),
+    Variable("BIOCAP_LAUNCHER", "where workers run: local (subprocesses, default) or k8s (pods)"),
+    Variable("BIOCAP_WORKER_IMAGE", "k8s launcher: the GPU worker image"),
+    Variable("BIOCAP_K8S_NAMESPACE", "k8s launcher: namespace of worker pods (default biocap)"),
+    Variable(
+        "BIOCAP_K8S_PENDING_TIMEOUT",
+        "k8s launcher: seconds a worker pod may stay Pending (no GPU node, image pull) "
+        "before the step fails with the reason (default 900)",
+    ),
+    Variable(
+        "BIOCAP_K8S_KEEP_FAILED_PODS", "k8s launcher: 1 keeps failed worker pods for inspection"
+    ),
+    Variable("BIOCAP_EVAL_DATA", "the upstream BioCAP data/ folder (default: the demo's suite)"),
+    Variable(
+        "BIOCAP_EVAL_IMAGES", "root of the benchmark images (default: $BIOCAP_EVAL_DATA/images)"
+    ),
+    Variable(
+        "BIOCAP_INQUIRE_RERANK",
+        "a local copy of the evendrow/INQUIRE-Rerank dataset (a folder from "
+        "`huggingface-cli download`, or a datasets cache); default: "
+        "$BIOCAP_EVAL_DATA/inquire_rerank, then the Hugging Face caches",
+    ),
+    Variable("BIOCAP_EVAL_CRON", "cron of the re-evaluation schedule (default 0 6 * * 1, weekly)"),
+)
+ENV_VARS = {v.name: v.doc for v in VARIABLES}
+
+
+class ConfigurationError(ValueError):
+    """A variable holds a value the platform cannot use; the message names it."""
+
+
+def redact(text: str) -> str:
+    """``text`` with passwords and URL credentials replaced by ``***`` (for output, logs
+    and error messages): ``password=x``, ``password = 'x y'``, ``user:pw@host``."""
+    text = re.sub(
+        r"(?i)(password\s*=\s*)('[^']*'|\"[^\"]*\"|\S+)", lambda m: m.group(1) + "***", text
+    )
+    return re.sub(r"(?i)([a-z][a-z0-9+.-]*://[^/\s:@]+):[^@\s/]*@", r"\1:***@", text)
 
 
 @dataclass(frozen=True)
@@ -54,6 +99,18 @@ class Settings:
     wiki_contact: str
     ducklake_catalog: str = ""
     ducklake_data_path: str = ""
+    launcher: str = "local"
+    worker_image: str = ""
+    k8s_namespace: str = "biocap"
+    k8s_pending_timeout: float = 900.0
+    k8s_keep_failed_pods: bool = False
+    eval_data: str = ""
+    eval_images: str = ""
+    inquire_rerank: str = ""
+    eval_cron: str = "0 6 * * 1"
+    # the variables that were set (the Definitions pass those as dg.EnvVar, so the UI
+    # shows where a value came from)
+    set_variables: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def demo_root(self) -> Path:
@@ -68,16 +125,57 @@ class Settings:
             return value or None
 
         home = Path(get("BIOCAP_HOME") or ".biocap").expanduser().resolve()
-        storage = get("BIOCAP_STORAGE_URL") or (home / "storage").as_uri()
+        storage = (get("BIOCAP_STORAGE_URL") or (home / "storage").as_uri()).rstrip("/")
         duckdb_path = Path(get("BIOCAP_DUCKDB_PATH") or home / "biocap.duckdb").expanduser()
+        launcher = get("BIOCAP_LAUNCHER") or "local"
+        if launcher not in LAUNCHERS:
+            raise ConfigurationError(
+                f"BIOCAP_LAUNCHER={launcher!r}: use one of {', '.join(LAUNCHERS)}"
+            )
+        timeout_text = get("BIOCAP_K8S_PENDING_TIMEOUT") or "900"
+        try:
+            pending_timeout = float(timeout_text)
+        except ValueError:
+            raise ConfigurationError(
+                f"BIOCAP_K8S_PENDING_TIMEOUT={timeout_text!r}: a number of seconds, e.g. 900 "
+                "(not a duration such as 15m)"
+            ) from None
+        if pending_timeout <= 0:
+            raise ConfigurationError(
+                f"BIOCAP_K8S_PENDING_TIMEOUT={timeout_text!r}: must be above 0 seconds"
+            )
+        keep_text = (get("BIOCAP_K8S_KEEP_FAILED_PODS") or "0").lower()
+        if keep_text not in ("0", "1", "true", "false", "yes", "no"):
+            raise ConfigurationError(
+                f"BIOCAP_K8S_KEEP_FAILED_PODS={keep_text!r}: use 1 (keep) or 0 (delete)"
+            )
         return cls(
             home=home,
-            storage_url=storage.rstrip("/"),
+            storage_url=storage,
             duckdb_path=duckdb_path.resolve(),
             catalog_url=get("BIOCAP_CATALOG_URL"),
             shards_url=get("BIOCAP_SHARDS_URL"),
             wiki_api_url=get("BIOCAP_WIKI_API_URL"),
             wiki_contact=get("BIOCAP_WIKI_CONTACT") or "",
             ducklake_catalog=get("BIOCAP_DUCKLAKE_CATALOG") or "",
-            ducklake_data_path=get("BIOCAP_DUCKLAKE_DATA_PATH") or f"{storage.rstrip('/')}/lake/",
+            ducklake_data_path=get("BIOCAP_DUCKLAKE_DATA_PATH") or f"{storage}/lake/",
+            launcher=launcher,
+            worker_image=get("BIOCAP_WORKER_IMAGE") or "",
+            k8s_namespace=get("BIOCAP_K8S_NAMESPACE") or "biocap",
+            k8s_pending_timeout=pending_timeout,
+            k8s_keep_failed_pods=keep_text in ("1", "true", "yes"),
+            eval_data=get("BIOCAP_EVAL_DATA") or "",
+            eval_images=get("BIOCAP_EVAL_IMAGES") or "",
+            inquire_rerank=get("BIOCAP_INQUIRE_RERANK") or "",
+            eval_cron=get("BIOCAP_EVAL_CRON") or "0 6 * * 1",
+            set_variables=frozenset(v.name for v in VARIABLES if get(v.name)),
         )
+
+    def describe(self) -> list[tuple[str, str, str]]:
+        """(variable, value in effect or "(unset)", doc) for every variable, secrets
+        redacted (``biocap config``)."""
+        rows = []
+        for variable in VARIABLES:
+            value = os.environ.get(variable.name, "").strip() or "(unset)"
+            rows.append((variable.name, redact(value), variable.doc))
+        return rows

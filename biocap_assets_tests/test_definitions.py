@@ -3,6 +3,7 @@
 import importlib
 
 import dagster as dg
+import pytest
 
 from biocap_assets.settings import ENV_VARS, Settings
 
@@ -55,3 +56,45 @@ def test_env_vars_reach_the_resources(biocap_home, monkeypatch, tmp_path):
     assert storage.root_url.get_value() == "s3://bucket/prefix"
     assert defs.resources["duckdb"].database == str(tmp_path / "other.duckdb")
     assert defs.resources["sources"].catalog_url.get_value() == "s3://bucket/catalog.csv"
+
+
+def test_a_value_that_cannot_be_used_is_named():
+    from biocap_assets.settings import ConfigurationError, Settings
+
+    with pytest.raises(ConfigurationError, match="BIOCAP_K8S_PENDING_TIMEOUT='15m'"):
+        Settings.from_env({"BIOCAP_K8S_PENDING_TIMEOUT": "15m"})
+    with pytest.raises(ConfigurationError, match="BIOCAP_LAUNCHER='kubernetes': use one of"):
+        Settings.from_env({"BIOCAP_LAUNCHER": "kubernetes"})
+    with pytest.raises(ConfigurationError, match="BIOCAP_K8S_KEEP_FAILED_PODS"):
+        Settings.from_env({"BIOCAP_K8S_KEEP_FAILED_PODS": "maybe"})
+    settings = Settings.from_env({"BIOCAP_LAUNCHER": "k8s", "BIOCAP_K8S_PENDING_TIMEOUT": "60"})
+    assert (settings.launcher, settings.k8s_pending_timeout) == ("k8s", 60.0)
+    assert settings.set_variables == {"BIOCAP_LAUNCHER", "BIOCAP_K8S_PENDING_TIMEOUT"}
+
+
+@pytest.mark.parametrize(
+    "text,secret",
+    [
+        ("postgres:host=db dbname=lake user=u password=hunter2", "hunter2"),
+        ("postgres:host=db password = 'two words' user=u", "two words"),
+        ('host=db password="q"', '"q"'),
+        ("postgresql://biocap:s3cret@db:5432/lake", "s3cret"),
+        ("https://user:pw@wiki.example.org/w/api.php", ":pw@"),
+    ],
+)
+def test_secrets_are_redacted(text, secret):
+    from biocap_assets.settings import redact
+
+    assert secret not in redact(text) and "***" in redact(text)
+
+
+def test_biocap_config_prints_no_password(monkeypatch, capsys):
+    from biocap_assets.cli import main
+
+    monkeypatch.setenv("BIOCAP_DUCKLAKE_CATALOG", "postgres:host=db user=u password=hunter2")
+    assert main(["config"]) == 0
+    out = capsys.readouterr().out
+    assert "hunter2" not in out and "password=***" in out
+    monkeypatch.setenv("BIOCAP_K8S_PENDING_TIMEOUT", "15m")
+    assert main(["config"]) == 2
+    assert "BIOCAP_K8S_PENDING_TIMEOUT='15m'" in capsys.readouterr().err

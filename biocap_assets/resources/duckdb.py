@@ -34,6 +34,8 @@ import fsspec
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
+from biocap_assets.settings import redact
+
 LAKE = "lake"
 T = TypeVar("T")
 
@@ -113,7 +115,7 @@ class BiocapDuckDB(DuckDBResource):
     @property
     def label(self) -> str:
         if self.ducklake_catalog:
-            return f"ducklake:{_redact(self.ducklake_catalog)} data {self.ducklake_data_path}"
+            return f"ducklake:{redact(self.ducklake_catalog)} data {self.ducklake_data_path}"
         return self.database
 
     @contextmanager
@@ -174,18 +176,16 @@ def _attach_lake(catalog: str, data_path: str) -> duckdb.DuckDBPyConnection:
                 # the first runs of a new lake race to create its metadata tables: the
                 # losers find them made on the next try
                 if attempt == 5 or "initialize ducklake" not in str(exc).lower():
-                    raise
+                    # DuckDB's message carries the whole connection string: not its password
+                    raise RuntimeError(
+                        f"cannot attach the DuckLake catalog {redact(catalog)!r}: "
+                        f"{redact(str(exc))}"
+                    ) from None
                 time.sleep(0.2 * 2**attempt)
     except BaseException:
         connection.close()
         raise
     return connection
-
-
-def _redact(catalog: str) -> str:
-    return " ".join(
-        "password=***" if part.lower().startswith("password=") else part for part in catalog.split()
-    )
 
 
 def table_exists(connection: duckdb.DuckDBPyConnection, table: str) -> bool:
