@@ -27,7 +27,10 @@ from pathlib import Path
 
 import yaml
 
-RANKS = ("kingdom", "phylum", "cls", "order", "family", "genus", "species")
+from biocap_assets.taxonomy.names import RANKS as TAXON_RANKS
+
+# The annotation files' rank columns: the seven ranks, "class" spelt "cls" as upstream.
+RANKS = tuple("cls" if r == "class" else r for r in TAXON_RANKS)
 TASKS = ("zero_shot", "retrieval", "inquire_rerank")
 # naming_eval.to_classes's text types; ``auto``: taxon_com where the file has ranks.
 TEXT_TYPES = ("asis", "sci", "taxon", "com", "sci_com", "taxon_com")

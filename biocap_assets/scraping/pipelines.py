@@ -14,18 +14,13 @@ import pyarrow as pa
 from upath import UPath
 
 from biocap_assets.common.files import write_parquet
+from biocap_assets.taxonomy.names import RANKS
 
 WIKI_SCHEMA = pa.schema(
     [
         ("taxon_id", pa.string()),
         ("binomial", pa.string()),
-        ("kingdom", pa.string()),
-        ("phylum", pa.string()),
-        ("class", pa.string()),
-        ("order", pa.string()),
-        ("family", pa.string()),
-        ("genus", pa.string()),
-        ("species", pa.string()),
+        *((rank, pa.string()) for rank in RANKS),
         ("page_id", pa.int64()),
         ("title", pa.string()),
         ("url", pa.string()),

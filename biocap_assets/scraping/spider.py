@@ -27,9 +27,9 @@ from biocap_assets.scraping.sections import (
     ranks_match,
     taxobox_ranks,
 )
+from biocap_assets.taxonomy.names import RANKS
 
 PAGE_CACHE_SIZE = 20_000
-RANKS = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
 
 
 @dataclass

@@ -13,7 +13,7 @@ from upath import UPath
 
 from biocap_assets.common.files import read_parquet
 from biocap_assets.scraping.pipelines import WIKI_SCHEMA, write_part
-from biocap_assets.taxonomy.catalog import RANK_COLUMNS
+from biocap_assets.taxonomy.names import RANKS
 
 FINAL_STATUSES = ("found", "no_page", "no_visual_section", "disambiguation")
 
@@ -45,7 +45,7 @@ def plan_crawl(
     taxa: pa.Table, known: pa.Table, refresh: bool = False, retry_errors: bool = True
 ) -> pa.Table:
     """Taxa to fetch: all with ``refresh``; else those without a final row yet."""
-    columns = ["taxon_id", "binomial", *RANK_COLUMNS, "is_ambiguous"]
+    columns = ["taxon_id", "binomial", *RANKS, "is_ambiguous"]
     taxa = taxa.select(columns)
     if refresh or known.num_rows == 0:
         return taxa

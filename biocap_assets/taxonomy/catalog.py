@@ -15,8 +15,7 @@ import fsspec
 
 from biocap_assets.taxonomy.names import RANKS
 
-RANK_COLUMNS = RANKS
-REQUIRED_COLUMNS = ("treeoflife_id", *RANK_COLUMNS, "common")
+REQUIRED_COLUMNS = ("treeoflife_id", *RANKS, "common")
 _HEAD_BYTES = 64 * 1024
 
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 import duckdb
 import pyarrow as pa
 
-from biocap_assets.taxonomy.catalog import RANK_COLUMNS, CatalogError, check_catalog
+from biocap_assets.taxonomy.catalog import CatalogError, check_catalog
+from biocap_assets.taxonomy.names import RANKS
 
 _Q = {"order": '"order"', "class": '"class"'}
 
@@ -63,7 +64,7 @@ def _sql_string(value: str) -> str:
 
 def _raw_groups_sql(source: str, header: list[str]) -> str:
     """Group the raw rows; the header is given, so DuckDB does not sniff the file."""
-    ranks = ", ".join(_col(r) for r in RANK_COLUMNS)
+    ranks = ", ".join(_col(r) for r in RANKS)
     columns = ", ".join(f"{_sql_string(c)}: 'VARCHAR'" for c in header)
     return (
         "CREATE OR REPLACE TEMP TABLE catalog_groups AS "
@@ -74,8 +75,8 @@ def _raw_groups_sql(source: str, header: list[str]) -> str:
 
 
 def _normalised_sql() -> str:
-    cleaned = ", ".join(f"{_clean(_col(r))} AS {_col(r)}" for r in (*RANK_COLUMNS, "common"))
-    ranks = [f"{_capitalised(_col(r))} AS {_col(r)}" for r in RANK_COLUMNS[:-1]]
+    cleaned = ", ".join(f"{_clean(_col(r))} AS {_col(r)}" for r in (*RANKS, "common"))
+    ranks = [f"{_capitalised(_col(r))} AS {_col(r)}" for r in RANKS[:-1]]
     return (
         "CREATE OR REPLACE TEMP TABLE catalog_norm AS "
         f"SELECT {', '.join(ranks)}, lower(species) AS species, common, n "
@@ -84,8 +85,8 @@ def _normalised_sql() -> str:
 
 
 def _taxa_sql() -> str:
-    ranks = ", ".join(_col(r) for r in RANK_COLUMNS)
-    complete = " AND ".join(f"{_col(r)} IS NOT NULL" for r in RANK_COLUMNS)
+    ranks = ", ".join(_col(r) for r in RANKS)
+    complete = " AND ".join(f"{_col(r)} IS NOT NULL" for r in RANKS)
     return f"""
     WITH per_common AS (
         SELECT {ranks}, common, sum(n) AS n FROM catalog_norm WHERE {complete} GROUP BY ALL
@@ -136,14 +137,14 @@ def build_taxa(
     table = connection.sql(_taxa_sql()).to_arrow_table()
 
     missing_cols = ", ".join(
-        f"coalesce(sum(n) FILTER (WHERE {_col(r)} IS NULL), 0) AS {r}" for r in RANK_COLUMNS
+        f"coalesce(sum(n) FILTER (WHERE {_col(r)} IS NULL), 0) AS {r}" for r in RANKS
     )
-    complete = " AND ".join(f"{_col(r)} IS NOT NULL" for r in RANK_COLUMNS)
+    complete = " AND ".join(f"{_col(r)} IS NOT NULL" for r in RANKS)
     stats = connection.execute(
         f"SELECT coalesce(sum(n), 0), coalesce(sum(n) FILTER (WHERE {complete}), 0), "
         f"{missing_cols} FROM catalog_norm"
     ).fetchall()[0]
-    ranks = ", ".join(_col(r) for r in RANK_COLUMNS)
+    ranks = ", ".join(_col(r) for r in RANKS)
     preview = connection.execute(
         f"SELECT {ranks}, sum(n) AS n_images FROM catalog_norm WHERE NOT ({complete}) "
         f"GROUP BY ALL ORDER BY n_images DESC, {ranks} LIMIT 10"
@@ -154,8 +155,6 @@ def build_taxa(
         table=table,
         catalog_rows=int(stats[0]),
         complete_rows=int(stats[1]),
-        missing_by_rank={r: int(v) for r, v in zip(RANK_COLUMNS, stats[2:], strict=True)},
-        incomplete_preview=[
-            dict(zip([*RANK_COLUMNS, "n_images"], row, strict=True)) for row in preview
-        ],
+        missing_by_rank={r: int(v) for r, v in zip(RANKS, stats[2:], strict=True)},
+        incomplete_preview=[dict(zip([*RANKS, "n_images"], row, strict=True)) for row in preview],
     )
