@@ -9,7 +9,7 @@ import pytest
 from upath import UPath
 
 from biocap_assets.scraping.pipelines import WIKI_SCHEMA, write_part
-from biocap_assets.taxonomy.catalog import RANK_COLUMNS
+from biocap_assets.taxonomy.names import RANKS
 
 
 def _materialize(defs, run_config=None):
@@ -65,7 +65,7 @@ def test_parts_of_an_interrupted_crawl_are_kept(fresh_defs, biocap_home, demo_wo
     done = next(t for t in taxa if t["binomial"] == "Corvus corax")
     row = {
         **dict.fromkeys(WIKI_SCHEMA.names),
-        **{k: done[k] for k in ("taxon_id", "binomial", *RANK_COLUMNS)},
+        **{k: done[k] for k in ("taxon_id", "binomial", *RANKS)},
         "headings": ["Description"],
         "text": "kept from a killed crawl",
         "text_is_lead": False,

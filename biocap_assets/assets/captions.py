@@ -11,37 +11,28 @@ import dagster as dg
 import pandas as pd
 import pyarrow as pa
 
-from biocap_assets.assets.taxa import OWNERS
-from biocap_assets.inference.factory import InferenceConfig
+from biocap_assets.assets.common import OWNERS, inference_params, to_inference_config
 from biocap_assets.resources import LauncherResource, SourcesResource, StorageResource
 from biocap_assets.resources.sources import shard_partition_keys
 from biocap_assets.settings import Settings
+from biocap_assets.shards.rewrite import ShardStats
 
 CAPTIONED_SHARE_CHECK = "captioned_share_above_threshold"
-# shard_stats columns reported by the caption worker, also shown as metadata
-STAT_KEYS = (
-    "samples",
-    "captioned",
-    "skipped",
-    "no_image",
-    "bad_image",
-    "no_taxon",
-    "failed",
-    "mean_caption_words",
-    "seconds",
-    "backend",
-    "model",
-    "prompt",
-    "prompt_sha256",
-    "generation",
-    "examples_class",
-    "examples_fallback",
-    "sha256",
-)
+# shard_stats columns reported by the caption worker (ShardStats.as_row), also metadata
+STAT_KEYS = tuple(ShardStats().as_row())
 
 
 def captioned_path(storage: StorageResource, key: str):
     return storage.path("shards", "captioned", f"shard-{key}.tar")
+
+
+CaptionInference = inference_params(
+    "CaptionInference",
+    "The caption model and its sampling; defaults as BioCAP's caption_gen runs them.",
+    model="OpenGVLab/InternVL3-38B-AWQ",
+    quantization="awq",
+    max_model_len=2048,
+)
 
 
 class CaptionConfig(dg.Config):
@@ -50,16 +41,8 @@ class CaptionConfig(dg.Config):
     prompt: str = "biocap-reference"
     """biocap-reference: BioCAP's caption prompt (caption_gen), as InternVL's raw prompt;
     biocap-compact: our shorter chat prompt."""
-    model: str = "OpenGVLab/InternVL3-38B-AWQ"
-    quantization: str = "awq"
-    """vLLM quantization of the model ("" for none); caption_gen's default."""
-    max_model_len: int = 2048
-    base_url: str = ""
-    tensor_parallel_size: int = 1
-    temperature: float = 0.6
-    top_p: float = 0.8
-    max_tokens: int = 50
-    seed: int = 0
+    inference: CaptionInference = CaptionInference()
+    """vllm / openai: the model, engine and sampling settings."""
     max_wiki_chars: int = 600
     """The visual description is cut to this many characters in the prompt (caption_gen)."""
     batch_size: int = 256
@@ -94,7 +77,7 @@ def build_captioned_shards(settings: Settings) -> dg.AssetsDefinition:
                 description="share of samples that got a caption",
             )
         ],
-        code_version="1",
+        code_version="2",  # BioCAP's prompt by default, names as caption_gen takes them
         description=(
             "One partition per input webdataset tar: every member copied unchanged plus a "
             "`caption.txt` per sample from a VLM (vLLM / OpenAI-compatible), the CPU template "
@@ -131,23 +114,12 @@ def build_captioned_shards(settings: Settings) -> dg.AssetsDefinition:
             "descriptions": str(descriptions) if descriptions.exists() else "",
         }
         if config.source in ("vllm", "openai"):
-            extras["inference"] = InferenceConfig(
-                backend=config.source,
-                model=config.model,
-                base_url=config.base_url,
-                tensor_parallel_size=config.tensor_parallel_size,
-                quantization=config.quantization,
-                max_model_len=config.max_model_len,
-                temperature=config.temperature,
-                top_p=config.top_p,
-                max_tokens=config.max_tokens,
-                seed=config.seed,
-            ).as_dict()
+            extras["inference"] = to_inference_config(config.source, config.inference).as_dict()
         if not extras["descriptions"] and config.source != "released":
             context.log.warning("no visual_descriptions snapshot: captions get no reference")
         report = launcher.run(context, "caption", extras=extras).get_custom_messages()[-1]
 
-        row = {k: report[k] for k in (*STAT_KEYS, "bytes_in")}
+        row = {k: report[k] for k in STAT_KEYS}
         row |= {"shard": key, "input_url": urls[key], "output_url": str(output)}
         examples = pd.DataFrame(report["examples"], columns=["key", "caption"])
         yield dg.Output(

@@ -14,67 +14,35 @@ from concurrent.futures import ThreadPoolExecutor
 import dagster as dg
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from biocap_assets.assets.taxa import OWNERS
+from biocap_assets.assets.common import OWNERS, inference_params, to_inference_config
 from biocap_assets.common.files import parquet_bytes, read_parquet
-from biocap_assets.inference.factory import InferenceConfig
+from biocap_assets.inference.descriptions import (
+    RELEASED_MODEL,
+    descriptions_table,
+    released_descriptions,
+    summary,
+    texts_to_describe,
+)
 from biocap_assets.resources import LauncherResource, SourcesResource, StorageResource
 
-RANK_COLUMNS = ["kingdom", "phylum", "class", "order", "family", "genus", "species"]
-OUTPUT_SCHEMA = pa.schema(
-    [
-        ("taxon_id", pa.string()),
-        ("binomial", pa.string()),
-        *[(r, pa.string()) for r in RANK_COLUMNS],
-        ("description", pa.string()),
-        ("status", pa.string()),
-        ("reason", pa.string()),
-        ("backend", pa.string()),
-        ("model", pa.string()),
-        ("source_chars", pa.int64()),
-    ]
+DescriptionInference = inference_params(
+    "DescriptionInference",
+    "The text model that filters the Wikipedia text, and its sampling (greedy by default).",
+    temperature=0.0,
+    max_tokens=512,
 )
 
 
 class DescriptionsConfig(dg.Config):
     backend: str = "cpu"
     """cpu (rule-based filter) | vllm | openai | released."""
-    model: str = ""
-    base_url: str = ""
-    """openai backend: the endpoint, e.g. http://vllm:8000/v1."""
-    tensor_parallel_size: int = 1
+    inference: DescriptionInference = DescriptionInference()
+    """vllm / openai: the model, engine and sampling settings."""
     buckets: int = 1
     """Split the texts over this many workers, run side by side."""
     released_url: str = ""
     """backend released: a Parquet with `binomial` and `description` columns."""
-    temperature: float = 0.0
-    max_tokens: int = 512
-    seed: int = 0
-
-
-def released_descriptions(url: str, wiki: pa.Table) -> pa.Table:
-    released = read_parquet(url)
-    missing = {"binomial", "description"} - set(released.column_names)
-    if missing:
-        raise dg.Failure(f"released descriptions {url}: missing column(s) {sorted(missing)}")
-    by_binomial = dict(
-        zip(released["binomial"].to_pylist(), released["description"].to_pylist(), strict=True)
-    )
-    rows = []
-    for row in wiki.to_pylist():
-        text = by_binomial.get(row["binomial"]) or ""
-        rows.append(
-            {
-                "taxon_id": row["taxon_id"],
-                "description": text,
-                "status": "ok" if text else "empty",
-                "reason": "" if text else "no released description",
-                "backend": "released",
-                "model": "TreeOfLife-10M-Captions",
-            }
-        )
-    return pa.Table.from_pylist(rows)
 
 
 MAX_ERROR_SHARE = 0.05
@@ -116,93 +84,38 @@ def visual_descriptions(
     launcher: LauncherResource,
     storage: StorageResource,
 ):
-    common = dict(
-        zip(taxa_table["taxon_id"].to_pylist(), taxa_table["common_name"].to_pylist(), strict=True)
-    )
-    has_text = pc.fill_null(pc.greater(pc.utf8_length(wiki_pages["text"]), 0), False)
-    with_text = wiki_pages.filter(has_text)
-    todo = with_text.select(["taxon_id", "binomial", "text"]).append_column(
-        "common_name",
-        pa.array([common.get(t) for t in with_text["taxon_id"].to_pylist()], pa.string()),
-    )
-
+    todo = texts_to_describe(wiki_pages, taxa_table)
     if config.backend == "released":
-        results = released_descriptions(config.released_url, todo)
-        reports = [{"backend": "released", "model": "TreeOfLife-10M-Captions"}]
-    else:
-        inference = InferenceConfig(
-            backend=config.backend,
-            model=config.model,
-            base_url=config.base_url,
-            tensor_parallel_size=config.tensor_parallel_size,
-            temperature=config.temperature,
-            max_tokens=config.max_tokens,
-            seed=config.seed,
-        )
-        run_dir = ["descriptions", context.run_id]
-        todo_path = storage.write_bytes(*run_dir, "input.parquet", data=parquet_bytes(todo))
-        buckets = max(1, config.buckets)
-
-        def launch(bucket: int) -> dict:
-            output = storage.path(*run_dir, f"output-{bucket:03d}.parquet")
-            invocation = launcher.run(
-                context,
-                "describe",
-                extras={
-                    "input": str(todo_path),
-                    "output": str(output),
-                    "bucket": bucket,
-                    "buckets": buckets,
-                    "inference": inference.as_dict(),
-                },
+        try:
+            results = released_descriptions(
+                read_parquet(config.released_url), todo, config.released_url
             )
-            return {**invocation.get_custom_messages()[-1], "output": str(output)}
-
-        with ThreadPoolExecutor(max_workers=buckets) as pool:
-            reports = list(pool.map(launch, range(buckets)))
-        results = pa.concat_tables([read_parquet(report["output"]) for report in reports])
-        for path in storage.path(*run_dir).iterdir():
-            path.unlink()
-
-    by_id = {r["taxon_id"]: r for r in results.to_pylist()}
-    rows = []
-    for row in wiki_pages.to_pylist():
-        result = by_id.get(row["taxon_id"])
-        rows.append(
-            {
-                "taxon_id": row["taxon_id"],
-                "binomial": row["binomial"],
-                **{r: row[r] for r in RANK_COLUMNS},
-                "description": result["description"] if result else "",
-                "status": result["status"] if result else "no_text",
-                "reason": result["reason"] if result else f"wiki status {row['status']}",
-                "backend": result["backend"] if result else reports[0]["backend"],
-                "model": result["model"] if result else reports[0]["model"],
-                "source_chars": len(row["text"] or ""),
-            }
+        except ValueError as exc:
+            raise dg.Failure(str(exc)) from exc
+        backend, model, buckets = "released", RELEASED_MODEL, 1
+    else:
+        inference = to_inference_config(config.backend, config.inference)
+        results, reports = _run_describe_workers(
+            context, launcher, storage, todo, inference, max(1, config.buckets)
         )
-    table = pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA)
-    statuses = table["status"].to_pylist()
-    preview = [
-        {"binomial": r["binomial"], "description": r["description"][:160]}
-        for r in rows
-        if r["status"] == "ok"
-    ][:10]
-    errors = statuses.count("error")
+        backend, model, buckets = reports[0]["backend"], reports[0]["model"], len(reports)
+    table = descriptions_table(wiki_pages, results, backend, model)
+    stats = summary(table)
+    errors = stats["status_counts"]["error"]
     yield dg.Output(
         table,
         metadata={
             "source": sources.data_label,
-            "backend": reports[0]["backend"],
-            "model": reports[0]["model"],
-            "cpu_fallback": reports[0]["backend"] == "cpu",
+            "backend": backend,
+            "model": model,
+            "cpu_fallback": backend == "cpu",
             "texts": todo.num_rows,
-            "buckets": len(reports),
-            "status_counts": dg.MetadataValue.json(
-                {s: statuses.count(s) for s in ("ok", "empty", "error", "no_text")}
-            ),
+            "buckets": buckets,
+            "status_counts": dg.MetadataValue.json(stats["status_counts"]),
             "preview": dg.MetadataValue.md(
-                pd.DataFrame(preview).to_markdown(index=False) if preview else "(none)"
+                pd.DataFrame(stats["preview"]).to_markdown(index=False)
+                if stats["preview"]
+                else "(none)"
             ),
         },
     )
@@ -214,8 +127,38 @@ def visual_descriptions(
             "errors": errors,
             "error_share": round(share, 4),
             "threshold": MAX_ERROR_SHARE,
-            "examples": dg.MetadataValue.json(
-                [r["reason"] for r in rows if r["status"] == "error"][:5]
-            ),
+            "examples": dg.MetadataValue.json(stats["error_examples"]),
         },
     )
+
+
+def _run_describe_workers(context, launcher, storage, todo, inference, buckets):
+    """The ``describe`` workers over ``buckets`` slices, side by side; their results and
+    reports. The run's temporary files go, whatever happens."""
+    run_dir = ["descriptions", context.run.run_id]
+    todo_path = storage.write_bytes(*run_dir, "input.parquet", data=parquet_bytes(todo))
+
+    def launch(bucket: int) -> dict:
+        output = storage.path(*run_dir, f"output-{bucket:03d}.parquet")
+        invocation = launcher.run(
+            context,
+            "describe",
+            extras={
+                "input": str(todo_path),
+                "output": str(output),
+                "bucket": bucket,
+                "buckets": buckets,
+                "inference": inference.as_dict(),
+            },
+        )
+        return {**invocation.get_custom_messages()[-1], "output": str(output)}
+
+    try:
+        with ThreadPoolExecutor(max_workers=buckets) as pool:
+            reports = list(pool.map(launch, range(buckets)))
+        results = pa.concat_tables([read_parquet(report["output"]) for report in reports])
+    finally:
+        folder = storage.path(*run_dir)
+        for path in folder.iterdir() if folder.exists() else []:
+            path.unlink()
+    return results, reports

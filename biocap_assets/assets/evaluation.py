@@ -22,7 +22,7 @@ import duckdb as duckdb_module
 import pandas as pd
 from upath import UPath
 
-from biocap_assets.assets.taxa import OWNERS
+from biocap_assets.assets.common import OWNERS
 from biocap_assets.common.files import read_parquet
 from biocap_assets.evaluation.datasets import load_suite, read_retrieval, suite_from_data_dir
 from biocap_assets.evaluation.download import resolve
@@ -159,7 +159,7 @@ def eval_reports(
     not_evaluated = {spec.name: spec.missing for spec in specs if spec.missing}
     for name, why in not_evaluated.items():
         context.log.warning(f"{name} is not evaluated: {why}")
-    output = storage.path("eval", context.run_id, "results.parquet")
+    output = storage.path("eval", context.run.run_id, "results.parquet")
     invocation = launcher.run(
         context,
         "evaluate",

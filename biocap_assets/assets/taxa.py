@@ -9,13 +9,14 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
+from biocap_assets.assets.common import OWNERS
 from biocap_assets.common.files import register_filesystem
 from biocap_assets.resources import LauncherResource, SourcesResource
 from biocap_assets.resources.duckdb import BiocapDuckDB
-from biocap_assets.taxonomy.catalog import RANK_COLUMNS, check_catalog
+from biocap_assets.taxonomy.catalog import check_catalog
+from biocap_assets.taxonomy.names import RANKS
 from biocap_assets.taxonomy.taxa import TaxaResult, build_taxa
 
-OWNERS = ["team:biocap-data"]
 MISSING_RANK_CHECK = "missing_rank_share_below_threshold"
 
 
@@ -62,7 +63,7 @@ def taxa_metadata(result: TaxaResult, source_label: str, catalog_url: str) -> di
             _markdown(ambiguous[:20], ["binomial", "kingdom", "class", "family", "n_images"])
         ),
         "incomplete_preview": dg.MetadataValue.md(
-            _markdown(result.incomplete_preview, [*RANK_COLUMNS, "n_images"])
+            _markdown(result.incomplete_preview, [*RANKS, "n_images"])
         ),
     }
 
@@ -122,7 +123,7 @@ def taxa_table(
 
 @dg.asset_check(asset=taxa_table, description="no 7-rank tuple appears twice in `taxa`")
 def no_duplicate_taxa(duckdb: BiocapDuckDB) -> dg.AssetCheckResult:
-    ranks = ", ".join(f'"{r}"' for r in RANK_COLUMNS)
+    ranks = ", ".join(f'"{r}"' for r in RANKS)
     with duckdb.get_connection() as connection:
         duplicates = connection.execute(
             f"SELECT {ranks}, count(*) AS n FROM main.taxa GROUP BY ALL HAVING n > 1 LIMIT 20"

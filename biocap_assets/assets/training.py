@@ -21,7 +21,7 @@ import dagster as dg
 import pandas as pd
 import pyarrow as pa
 
-from biocap_assets.assets.taxa import OWNERS
+from biocap_assets.assets.common import OWNERS
 from biocap_assets.plots import markdown_image, svg_lines
 from biocap_assets.resources import LauncherResource, SourcesResource, StorageResource
 from biocap_assets.training.config import PRESETS, TrainConfig
@@ -98,7 +98,7 @@ def _curve(history: list[dict]) -> str:
     kinds={"pytorch", "kubernetes"},
     owners=OWNERS,
     pool="gpu",
-    code_version="1",
+    code_version="2",  # open_clip_train's checkpoint layout, an export, OpenAI init
     check_specs=[
         dg.AssetCheckSpec(
             "losses_are_finite",

@@ -14,7 +14,7 @@ import dagster as dg
 import pandas as pd
 import pyarrow as pa
 
-from biocap_assets.assets.taxa import OWNERS
+from biocap_assets.assets.common import OWNERS
 from biocap_assets.common.files import parquet_bytes
 from biocap_assets.resources import LauncherResource, SourcesResource, StorageResource
 from biocap_assets.scraping import state
@@ -68,7 +68,7 @@ def _preview(table: pa.Table, n: int = 10) -> str:
     metadata={"table": "wiki_pages"},
     kinds={"scrapy", "duckdb"},
     owners=OWNERS,
-    code_version="1",
+    code_version="2",  # one section, chosen as BioCAP's scraper chooses it
     description=(
         "Each taxon's English Wikipedia page (MediaWiki Action API, crawled with Scrapy) and "
         "the text of its visual sections (Description, Appearance, Morphology, ...). Status "
@@ -94,7 +94,7 @@ def wiki_pages(
     report: dict = {}
     if todo.num_rows:
         todo_path = storage.write_bytes(
-            "wiki", "todo", f"{context.run_id}.parquet", data=parquet_bytes(todo)
+            "wiki", "todo", f"{context.run.run_id}.parquet", data=parquet_bytes(todo)
         )
         options = CrawlOptions(
             contact=sources.wiki_contact,
@@ -107,19 +107,21 @@ def wiki_pages(
             flush_every=config.flush_every,
             progress_every=config.progress_every,
         )
-        invocation = launcher.run(
-            context,
-            "wiki",
-            extras={
-                **options.as_extras(),
-                "todo": str(todo_path),
-                "parts": str(parts_dir),
-                "api_url": wiki.url,
-                "demo_wiki": wiki.demo_dir,
-            },
-        )
-        report = invocation.get_custom_messages()[-1]
-        todo_path.unlink()
+        try:
+            invocation = launcher.run(
+                context,
+                "wiki",
+                extras={
+                    **options.as_extras(),
+                    "todo": str(todo_path),
+                    "parts": str(parts_dir),
+                    "api_url": wiki.url,
+                    "demo_wiki": wiki.demo_dir,
+                },
+            )
+            report = invocation.get_custom_messages()[-1]
+        finally:
+            todo_path.unlink(missing_ok=True)  # the flushed parts are kept, not the input
 
     parts = state.list_parts(parts_dir)
     latest = state.latest_per_taxon(state.read_parts(parts))

@@ -8,6 +8,24 @@ from dataclasses import asdict, dataclass, fields
 from biocap_assets.inference.base import Backend, SamplingConfig
 
 BACKENDS = ("cpu", "vllm", "openai")
+# What each InferenceConfig field means (the Dagster configs of the assets show these).
+FIELD_DOCS = {
+    "model": "the model name (Hugging Face id for vllm, served name for openai)",
+    "base_url": "openai: the endpoint, e.g. http://vllm:8000/v1",
+    "api_key_env": "openai: the variable that holds the key",
+    "concurrency": "openai: requests in flight",
+    "timeout": "openai: seconds per request",
+    "retries": "openai: retries of a failed request",
+    "tensor_parallel_size": "vllm: GPUs per engine",
+    "max_model_len": "vllm: context length",
+    "gpu_memory_utilization": "vllm: share of GPU memory the engine may take",
+    "quantization": "vllm: quantization of the weights ('' for none), e.g. awq",
+    "temperature": "sampling temperature",
+    "top_p": "nucleus sampling",
+    "max_tokens": "tokens generated at most",
+    "seed": "base seed; each request gets its own, derived from it and the item",
+    "stop": "stop strings (empty: the prompt's own)",
+}
 
 
 @dataclass(frozen=True)

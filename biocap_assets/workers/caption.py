@@ -159,11 +159,9 @@ def run(extras: dict, log) -> dict:
             progress=progress,
             source=f"input shard {extras['input']}",
         )
-    row = {
-        **stats.as_row(),
-        "sha256": dst.hexdigest(),
-        "generation": json.dumps(getattr(captioner, "parameters", {}), sort_keys=True),
-    }
+    stats.sha256 = dst.hexdigest()
+    stats.generation = json.dumps(getattr(captioner, "parameters", {}), sort_keys=True)
+    row = stats.as_row()
     log.info(f"shard {extras.get('partition', '')} done: {row}")
     return {**row, "examples": stats.examples, "errors": stats.errors, "output": extras["output"]}
 
