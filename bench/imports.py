@@ -32,8 +32,8 @@ def main() -> None:
     args = parser.parse_args()
     bare = seconds("pass", args.repeat)
     print(f"bare interpreter: {bare:.3f} s (median of {args.repeat})")
-    print("| worker | import (s) | minus bare (s) | loads dagster |")
-    print("| --- | ---: | ---: | --- |")
+    print("| worker | import (s) | minus bare (s) | ratio to bare | loads dagster |")
+    print("| --- | ---: | ---: | ---: | --- |")
     for worker in WORKERS:
         module = f"biocap_assets.workers.{worker}"
         took = seconds(f"import {module}", args.repeat)
@@ -43,7 +43,7 @@ def main() -> None:
             text=True,
             check=True,
         ).stdout.strip()
-        print(f"| {worker} | {took:.3f} | {took - bare:.3f} | {loads} |")
+        print(f"| {worker} | {took:.3f} | {took - bare:.3f} | {took / bare:.1f}x | {loads} |")
 
 
 if __name__ == "__main__":

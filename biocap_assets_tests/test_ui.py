@@ -94,6 +94,20 @@ def _settled(base_url: str, keys: tuple[str, ...]) -> dict | None:
     return statuses if done >= set(keys) else None
 
 
+def _click_until_checked(row, opener) -> bool:
+    """Click a partition row of the launch dialog's menu; True once its box is checked."""
+    try:
+        if not row.count():  # the menu closed or is re-rendering: open it (again)
+            opener.click(timeout=5_000)
+            return False
+        checkbox = row.get_by_role("checkbox")
+        if not checkbox.is_checked(timeout=5_000):
+            row.click(timeout=5_000)
+        return checkbox.is_checked(timeout=5_000)
+    except sync_api.TimeoutError:
+        return False
+
+
 def _skip_community_dialog(page) -> None:
     """A fresh DAGSTER_HOME greets the first visit with "Join the Dagster community"."""
     skip = page.get_by_role("button", name="Skip")
@@ -211,10 +225,22 @@ def test_materialize_and_backfill_from_the_ui(ui, page, screenshots: Path) -> No
     # without a reference description, which the run logs as a warning)
     page.get_by_role("dialog").get_by_role("button", name="Confirm").click()
     expect(page.get_by_text("Launch runs to materialize captioned_shards")).to_be_visible()
-    page.get_by_text("Select a partition or create one").click()
+    opener = page.get_by_role("dialog").locator("[class*=TagSelector_tagSelectorContainer]")
+    expect(opener).to_contain_text("Select a partition or create one")
+    opener.click()
     partition_menu = page.locator(".dagster-popover")
+    # the menu is a virtualized table that re-renders its rows while it loads the partition
+    # statuses; a click on a row that is being replaced is lost, so each key is clicked
+    # until its checkbox shows the selection
+    expect(partition_menu.get_by_text("Select all (4)")).to_be_visible()
     for key in BACKFILL:
-        partition_menu.locator("span").get_by_text(key, exact=True).click()
+        row = partition_menu.get_by_role("menuitem").filter(has=page.get_by_text(key, exact=True))
+        _wait(
+            f"partition {key} selected",
+            lambda row=row: _click_until_checked(row, opener),
+            timeout=60.0,
+            every=0.5,
+        )
     page.keyboard.press("Escape")  # close the partition menu, keep the launch dialog
     expect(page.get_by_text("2 partitions", exact=True)).to_be_visible()
     page.screenshot(path=screenshots / "backfill-dialog.png")
