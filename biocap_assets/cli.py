@@ -20,8 +20,8 @@ _REPO_INSTANCE_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
 
 def _dagster_home(settings: Settings) -> Path:
     """``$DAGSTER_HOME``, or ``$BIOCAP_HOME/dagster`` set up with the repo's dagster.yaml."""
-    if os.environ.get("DAGSTER_HOME"):
-        return Path(os.environ["DAGSTER_HOME"])
+    if settings.dagster_home:
+        return settings.dagster_home
     home = settings.home / "dagster"
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists() and _REPO_INSTANCE_YAML.exists():
@@ -34,7 +34,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.home:
         os.environ["BIOCAP_HOME"] = str(Path(args.home).resolve())
     settings = Settings.from_env()
-    _dagster_home(settings)
+    dagster_home = _dagster_home(settings)
 
     import dagster as dg
 
@@ -60,7 +60,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"\nDuckDB tables:  {settings.duckdb_path}")
     print(f"Storage root:   {settings.storage_url}")
     print(f"Demo world:     {settings.demo_root}")
-    print(f"Dagster runs:   {os.environ['DAGSTER_HOME']} (see them with `make dev`)")
+    print(f"Dagster runs:   {dagster_home} (see them with `make dev`)")
     if not results or not results[-1].success:
         print("\nThe demo run failed; the error is above.", file=sys.stderr)
         return 1

@@ -71,7 +71,15 @@ VARIABLES = (
         "$BIOCAP_EVAL_DATA/inquire_rerank, then the Hugging Face caches",
     ),
     Variable("BIOCAP_EVAL_CRON", "cron of the re-evaluation schedule (default 0 6 * * 1, weekly)"),
+    Variable(
+        "DAGSTER_HOME",
+        "Dagster instance folder for `biocap demo` and `make dev` (default $BIOCAP_HOME/dagster)",
+    ),
 )
+# Variables read where the library or protocol that defines them is used, not here: the
+# Hugging Face caches (HF_HOME, HF_HUB_CACHE, HF_DATASETS_CACHE), torchrun's RANK,
+# LOCAL_RANK and WORLD_SIZE, the AWS_* credential chain (passed whole to DuckDB's S3
+# secret), and the API-key variable an inference config names. A test keeps that list exact.
 ENV_VARS = {v.name: v.doc for v in VARIABLES}
 
 
@@ -108,6 +116,7 @@ class Settings:
     eval_images: str = ""
     inquire_rerank: str = ""
     eval_cron: str = "0 6 * * 1"
+    dagster_home: Path | None = None
     # the variables that were set (the Definitions pass those as dg.EnvVar, so the UI
     # shows where a value came from)
     set_variables: frozenset[str] = field(default_factory=frozenset)
@@ -149,6 +158,7 @@ class Settings:
             raise ConfigurationError(
                 f"BIOCAP_K8S_KEEP_FAILED_PODS={keep_text!r}: use 1 (keep) or 0 (delete)"
             )
+        dagster_home = get("DAGSTER_HOME")
         return cls(
             home=home,
             storage_url=storage,
@@ -168,6 +178,7 @@ class Settings:
             eval_images=get("BIOCAP_EVAL_IMAGES") or "",
             inquire_rerank=get("BIOCAP_INQUIRE_RERANK") or "",
             eval_cron=get("BIOCAP_EVAL_CRON") or "0 6 * * 1",
+            dagster_home=Path(dagster_home).expanduser() if dagster_home else None,
             set_variables=frozenset(v.name for v in VARIABLES if get(v.name)),
         )
 

@@ -13,8 +13,8 @@ from biocap_assets.settings import ENV_VARS
 
 REPO = Path(__file__).resolve().parent.parent
 REFERENCE_DATA = REPO.parent / "shared" / "reference-data"
-# Every variable the platform reads (settings.ENV_VARS is the one list), and Dagster's home.
-BIOCAP_ENV = (*ENV_VARS, "DAGSTER_HOME")
+# Every variable the platform reads (settings.ENV_VARS is the one list, Dagster's home in it)
+BIOCAP_ENV = tuple(ENV_VARS)
 
 
 @pytest.fixture(autouse=True)

@@ -98,3 +98,67 @@ def test_biocap_config_prints_no_password(monkeypatch, capsys):
     monkeypatch.setenv("BIOCAP_K8S_PENDING_TIMEOUT", "15m")
     assert main(["config"]) == 2
     assert "BIOCAP_K8S_PENDING_TIMEOUT='15m'" in capsys.readouterr().err
+
+
+# read where the library or protocol defining them is used (see settings.py)
+THIRD_PARTY_VARIABLES = {
+    "HF_HOME",
+    "HF_HUB_CACHE",
+    "HF_DATASETS_CACHE",
+    "RANK",
+    "LOCAL_RANK",
+    "WORLD_SIZE",
+}
+
+
+def _environment_reads(tree) -> list[tuple[int, str]]:
+    """(line, name) of every os.environ[...] / os.environ.get(...) / os.getenv(...) read
+    of a literal name in a module's syntax tree."""
+    import ast
+
+    def is_environ(node) -> bool:
+        return isinstance(node, ast.Attribute) and node.attr == "environ"
+
+    reads = []
+    for node in ast.walk(tree):
+        key = None
+        if isinstance(node, ast.Subscript) and is_environ(node.value):
+            if isinstance(node.ctx, ast.Load):
+                key = node.slice
+        elif isinstance(node, ast.Call) and node.args:
+            func = node.func
+            if isinstance(func, ast.Attribute) and (
+                (func.attr == "get" and is_environ(func.value)) or func.attr == "getenv"
+            ):
+                key = node.args[0]
+        if isinstance(key, ast.Constant) and isinstance(key.value, str):
+            reads.append((node.lineno, key.value))
+    return reads
+
+
+def test_no_variable_is_read_outside_the_configuration_module():
+    import ast
+
+    from biocap_assets_tests.conftest import REPO
+
+    stray, third_party = [], set()
+    for path in sorted((REPO / "biocap_assets").rglob("*.py")):
+        if path.name == "settings.py" and path.parent.name == "biocap_assets":
+            continue
+        for line, name in _environment_reads(ast.parse(path.read_text(), str(path))):
+            if name in THIRD_PARTY_VARIABLES:
+                third_party.add(name)
+            else:
+                stray.append(f"{path.relative_to(REPO)}:{line} reads {name}")
+    assert not stray, "read these through biocap_assets.settings:\n" + "\n".join(stray)
+    assert third_party == THIRD_PARTY_VARIABLES  # the list in settings.py stays exact
+
+
+def test_the_environment_scan_finds_a_planted_read():
+    import ast
+
+    planted = ast.parse(
+        "import os\nx = os.environ.get('BIOCAP_X')\ny = os.environ['HF_HOME']\n"
+        "z = os.getenv('RANK', '0')\nos.environ['DAGSTER_HOME'] = 'set, not read'\n"
+    )
+    assert sorted(_environment_reads(planted)) == [(2, "BIOCAP_X"), (3, "HF_HOME"), (4, "RANK")]
