@@ -22,6 +22,9 @@ def image_server(tmp_path):
 
         def do_GET(self):  # noqa: N802
             requests.append(self.path)
+            if self.path.startswith("/busy-") and requests.count(self.path) < 3:
+                self.send_error(503)  # the first two tries fail, the third is served
+                return
             super().do_GET()
 
     server = ThreadingHTTPServer(
@@ -60,3 +63,27 @@ def test_download_verify_resume(image_server, tmp_path):
     again = download_all(items, workers=2, retries=0)
     assert again.already_present == 2 and again.downloaded == 0
     assert "/a.jpg" not in requests[before:], "resumes: verified files are not fetched again"
+
+
+def test_server_errors_are_retried_client_errors_are_not(image_server, tmp_path, monkeypatch):
+    import time
+
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)  # tenacity's backoff, skipped
+    base, served, requests = image_server
+    (served / "busy-a.jpg").write_bytes(b"image a")
+    root = tmp_path / "images"
+    items = [
+        DownloadItem(base + "busy-a.jpg", root / "a.jpg", hashlib.md5(b"image a").hexdigest()),
+        DownloadItem(base + "gone.jpg", root / "gone.jpg"),
+        DownloadItem((tmp_path / "no-such-file.jpg").as_uri(), root / "local.jpg"),
+    ]
+    report = download_all(items, workers=1, retries=3)
+    assert report.downloaded == 1 and (root / "a.jpg").read_bytes() == b"image a"
+    assert requests.count("/busy-a.jpg") == 3, "503 is retried until served"
+    assert requests.count("/gone.jpg") == 1, "a 404 does not come back by waiting"
+    assert len(report.missing) == 2
+    assert any("no-such-file.jpg" in m and "FileNotFoundError" in m for m in report.missing)
+
+    report = download_all([DownloadItem(base + "busy-b.jpg", root / "b.jpg")], workers=1, retries=1)
+    assert report.missing and "HTTP 503" in report.missing[0], "gives up after the retries"
+    assert requests.count("/busy-b.jpg") == 2

@@ -23,7 +23,7 @@ import pandas as pd
 from upath import UPath
 
 from biocap_assets.assets.common import OWNERS
-from biocap_assets.common.files import read_parquet
+from biocap_assets.common.files import atomic_open, read_parquet
 from biocap_assets.evaluation.datasets import load_suite, read_retrieval, suite_from_data_dir
 from biocap_assets.evaluation.download import resolve
 from biocap_assets.evaluation.report import headline, render
@@ -191,7 +191,9 @@ def eval_reports(
     run_dir = UPath(summary["run_dir"])
     stem = f"report-epoch_{summary['epochs']}"
     for suffix, text in ((".md", markdown), (".html", page)):
-        (run_dir / f"{stem}{suffix}").write_text(text)
+        # a failed or interrupted write leaves the previous report, never half of one
+        with atomic_open(str(run_dir / f"{stem}{suffix}"), "wb") as out:
+            out.write(text.encode("utf-8"))
     table = headline(frame)
     below = table[table["value"] <= table["chance"]]
     missing = sorted(({spec.name for spec in specs} - set(frame["dataset"])) | set(not_evaluated))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -19,6 +18,8 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 USER_AGENT = "biocap-eval-images/0.1"
 
@@ -65,25 +66,30 @@ def _fetch(url: str, tmp: Path, timeout: float, retries: int) -> str | None:
             return None
         except OSError as exc:
             return f"{type(exc).__name__}: {exc}"
-    last = ""
-    for attempt in range(retries + 1):
-        if attempt:
-            time.sleep(min(8.0, 0.5 * 2 ** (attempt - 1)))
-        try:
-            request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-            with (
-                urllib.request.urlopen(request, timeout=timeout) as response,
-                tmp.open("wb") as out,
-            ):
-                shutil.copyfileobj(response, out)
-            return None
-        except urllib.error.HTTPError as exc:
-            last = f"HTTP {exc.code}"
-            if exc.code < 500 and exc.code != 429:
-                return last
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            last = f"{type(exc).__name__}: {exc}"
-    return last
+
+    def attempt() -> None:
+        request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+        with urllib.request.urlopen(request, timeout=timeout) as response, tmp.open("wb") as out:
+            shutil.copyfileobj(response, out)
+
+    def passes_with_time(exc: BaseException) -> bool:
+        if isinstance(exc, urllib.error.HTTPError):
+            return exc.code >= 500 or exc.code == 429
+        return isinstance(exc, urllib.error.URLError | TimeoutError | OSError)
+
+    retrying = Retrying(
+        stop=stop_after_attempt(retries + 1),
+        wait=wait_exponential(multiplier=0.5, max=8.0),
+        retry=retry_if_exception(passes_with_time),
+        reraise=True,
+    )
+    try:
+        retrying(attempt)
+        return None
+    except urllib.error.HTTPError as exc:
+        return f"HTTP {exc.code}"
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        return f"{type(exc).__name__}: {exc}"
 
 
 def _one(item: DownloadItem, timeout: float, retries: int) -> tuple[str, str]:

@@ -2,20 +2,22 @@
 
 Bounded concurrency (a thread pool), a timeout per call, and retries with
 exponential backoff on connection errors, timeouts, 429 and 5xx (honouring
-``Retry-After``). A request that still fails, or whose answer has no text,
-becomes a :class:`Generation` with an error; the batch goes on.
+``Retry-After``, at most ``RETRY_AFTER_MAX`` seconds), through tenacity. A request that
+still fails, or whose answer has no text, becomes a :class:`Generation` with an error;
+the batch goes on.
 """
 
 from __future__ import annotations
 
 import json
 import socket
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from biocap_assets.inference.base import (
     INTERNVL_CHAT_TEMPLATE,
@@ -114,29 +116,35 @@ class OpenAIBackend:
         except ValueError as exc:
             raise ValueError(f"malformed answer: {exc}") from exc
 
+    def _wait(self, state: RetryCallState) -> float:
+        """The server's Retry-After (capped) when it sent one, else exponential backoff."""
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Retryable) and exc.wait is not None:
+            return exc.wait
+        return self.config.backoff_base * 2 ** (state.attempt_number - 1)
+
     def _one(self, request: GenerationRequest) -> Generation:
         payload = request_payload(self.model, self._sampling, request)
         body = json.dumps(payload).encode()
-        last = ""
-        for attempt in range(self.config.retries + 1):
-            try:
-                answer = self._post(body)
-                text = answer["choices"][0]["message"]["content"]
-                if not isinstance(text, str):
-                    raise ValueError("malformed answer: message content is not text")
-                return Generation(request.id, text.strip())
-            except _Retryable as exc:
-                last = str(exc)
-                if attempt == self.config.retries:
-                    break
-                time.sleep(
-                    exc.wait if exc.wait is not None else self.config.backoff_base * 2**attempt
-                )
-            except (KeyError, IndexError, TypeError) as exc:
-                return Generation(request.id, None, f"malformed answer: missing {exc}")
-            except ValueError as exc:
-                return Generation(request.id, None, str(exc))
-        return Generation(request.id, None, f"{last} after {self.config.retries + 1} attempts")
+        attempts = self.config.retries + 1
+        retrying = Retrying(
+            stop=stop_after_attempt(attempts),
+            wait=self._wait,
+            retry=retry_if_exception_type(_Retryable),
+            reraise=True,
+        )
+        try:
+            answer = retrying(self._post, body)
+            text = answer["choices"][0]["message"]["content"]
+            if not isinstance(text, str):
+                raise ValueError("malformed answer: message content is not text")
+            return Generation(request.id, text.strip())
+        except _Retryable as exc:
+            return Generation(request.id, None, f"{exc} after {attempts} attempts")
+        except (KeyError, IndexError, TypeError) as exc:
+            return Generation(request.id, None, f"malformed answer: missing {exc}")
+        except ValueError as exc:
+            return Generation(request.id, None, str(exc))
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         with ThreadPoolExecutor(max_workers=max(1, self.config.concurrency)) as pool:
