@@ -13,7 +13,7 @@ import sklearn.metrics
 import torch
 
 from biocap_assets.evaluation.metrics import (
-    pair_recall_at_k,
+    pair_recalls,
     rerank_metrics,
     retrieval_metrics,
     topk_accuracy,
@@ -79,9 +79,10 @@ def test_recall_equals_the_scripts_loop_ties_included(seed):
 
 def test_recall_hand_cases():
     sim = np.array([[0.9, 0.8, 0.1], [0.2, 0.1, 0.7], [0.3, 0.2, 0.25]])
-    assert pair_recall_at_k(sim, 1) == pytest.approx(1 / 3)  # only row 0 ranks its own first
-    assert pair_recall_at_k(sim, 2) == pytest.approx(2 / 3)
-    assert pair_recall_at_k(sim, 3) == 1.0
+    recalls = pair_recalls(sim, (1, 2, 3))
+    assert recalls[1] == pytest.approx(1 / 3)  # only row 0 ranks its own first
+    assert recalls[2] == pytest.approx(2 / 3)
+    assert recalls[3] == 1.0
 
 
 def _inquire_formulas(y_true, y_pred, count_pos):

@@ -63,10 +63,6 @@ def pair_recalls(similarity: np.ndarray, ks: Sequence[int] = RECALL_KS) -> dict[
     return {k: hits[k] / n for k in ks}
 
 
-def pair_recall_at_k(similarity: np.ndarray, k: int) -> float:
-    return pair_recalls(similarity, (k,))[k]
-
-
 def retrieval_metrics(similarity: np.ndarray, ks: Sequence[int] = RECALL_KS) -> dict[str, float]:
     """``similarity[i, j]``: image i against caption j, row i's caption being caption i."""
     image_to_text = pair_recalls(similarity, ks)
