@@ -120,7 +120,13 @@ def test_a_killed_caption_worker_leaves_no_complete_looking_shard(input_shard, t
         worker.wait(timeout=30)
     assert not output.exists(), "a killed run must not leave the final shard"
     leftovers = list(output.parent.glob("*.tmp-*")) if output.parent.exists() else []
-    assert all(".tmp-" in p.name for p in leftovers)
+    assert leftovers and all(".tmp-" in p.name for p in leftovers), "killed mid-write"
+
+    # the retry removes what the killed run left, and leaves only the finished shard
+    done = _run_worker(["--input", str(input_shard), "--output", str(output)])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert [p.name for p in output.parent.iterdir()] == [output.name]
+    assert "left by an earlier attempt that was killed" in done.stderr + done.stdout
 
 
 def test_released_captions_are_joined_by_key_and_never_invented(input_shard, tmp_path):

@@ -25,7 +25,7 @@ from upath import UPath
 from biocap_assets.assets.common import OWNERS
 from biocap_assets.common.files import atomic_open, read_parquet
 from biocap_assets.evaluation.datasets import load_suite, read_retrieval, suite_from_data_dir
-from biocap_assets.evaluation.download import resolve
+from biocap_assets.evaluation.download import DEADLINE, MAX_BYTES
 from biocap_assets.evaluation.report import headline, render
 from biocap_assets.plots import markdown_image, svg_bars
 from biocap_assets.resources import LauncherResource, SourcesResource, StorageResource
@@ -238,8 +238,16 @@ def eval_reports(
 class EvalImagesConfig(dg.Config):
     suite_file: str = ""
     base_url: str = ""
-    """Where relative source URLs point; default: the demo's image folder (file://)."""
+    """Where relative source URLs point; the demo's suite: its image folder, served on
+    loopback for the run."""
     workers: int = 8
+    allowed_hosts: list[str] = []
+    """Hosts (``host`` or ``host:port``) that may be fetched although they resolve to a
+    private or loopback address (an image mirror inside the cluster); others are refused."""
+    max_bytes: int = MAX_BYTES
+    """The largest image accepted, in bytes."""
+    deadline: float = DEADLINE
+    """Seconds one image may take to download, all attempts together."""
 
 
 @dg.asset(
@@ -263,9 +271,9 @@ def eval_images(
     specs, label = resolve_suite(
         EvalConfig(suite_file=config.suite_file), sources, context, launcher
     )
-    base_url = config.base_url
-    if not base_url and label.startswith("demo"):
-        base_url = sources.demo_world(context, launcher).eval_images.as_uri() + "/"
+    demo_images = ""
+    if not config.base_url and label.startswith("demo"):
+        demo_images = str(sources.demo_world(context, launcher).eval_images)
     items = []
     for spec in specs:
         if spec.task != "retrieval":
@@ -274,20 +282,36 @@ def eval_images(
         for image in data.images:
             items.append(
                 {
-                    "url": resolve(data.urls[image], base_url),
-                    "dest": str(Path(spec.image_root) / image),
+                    "url": data.urls[image],
+                    "root": spec.image_root,
+                    "name": image,
                     "md5": data.md5.get(image, ""),
                 }
             )
     report = launcher.run(
-        context, "download", extras={"items": items, "workers": config.workers}
+        context,
+        "download",
+        extras={
+            "items": items,
+            "workers": config.workers,
+            "base_url": config.base_url,
+            "demo_images": demo_images,
+            "allowed_hosts": list(config.allowed_hosts),
+            "max_bytes": config.max_bytes,
+            "deadline": config.deadline,
+        },
     ).get_custom_messages()[-1]
     return dg.MaterializeResult(
         metadata={
             "source": label,
             "images": len(items),
-            **{k: report[k] for k in ("downloaded", "already_present", "missing", "mismatched")},
-            "missing_examples": dg.MetadataValue.json(report["missing_examples"]),
-            "mismatched_examples": dg.MetadataValue.json(report["mismatched_examples"]),
+            **{
+                k: report[k]
+                for k in ("downloaded", "already_present", "missing", "mismatched", "refused")
+            },
+            **{
+                f"{k}_examples": dg.MetadataValue.json(report[f"{k}_examples"])
+                for k in ("missing", "mismatched", "refused")
+            },
         }
     )

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
 from typing import IO
 
 import fsspec
@@ -27,6 +28,23 @@ def is_local(url: str) -> bool:
 def local_path(url: str) -> str:
     url = str(url)
     return url[len("file://") :] if url.startswith("file://") else url
+
+
+def remove_stale_temps(url: str) -> list[str]:
+    """Remove what killed writers of ``url`` left (``<file>.tmp-*``); the names removed.
+    Only for a local file: on an object store an unfinished upload is never visible (an
+    aborted multipart upload is removed by the bucket's lifecycle rule)."""
+    if not is_local(url):
+        return []
+    path = local_path(url)
+    folder, prefix = os.path.dirname(os.path.abspath(path)), os.path.basename(path) + ".tmp-"
+    removed = []
+    if os.path.isdir(folder):
+        for name in os.listdir(folder):
+            if name.startswith(prefix):
+                os.remove(os.path.join(folder, name))
+                removed.append(name)
+    return removed
 
 
 @contextmanager
@@ -135,3 +153,22 @@ def register_filesystem(connection, url: str) -> None:
         connection.register_filesystem(_http_filesystem())
     else:
         connection.register_filesystem(fsspec.filesystem(protocol))
+
+
+class UnsafePath(ValueError):
+    """A name from someone else's data that would not stay under its root folder."""
+
+
+def safe_join(root: str | os.PathLike, name: str) -> Path:
+    """``root/name`` for a relative name from an annotation file (``a.jpg``,
+    ``class/a.jpg``); an absolute name, one with ``..``, a NUL or another control
+    character, or a backslash, raises :class:`UnsafePath` naming it. Links inside the root
+    are not followed here: the root is ours."""
+    if not name or any(ord(c) < 32 or c == "\x7f" for c in name):
+        raise UnsafePath(f"file name {name!r} is empty or holds a control character")
+    if "\\" in name or name.startswith("/") or PurePosixPath(name).is_absolute():
+        raise UnsafePath(f"file name {name!r} is absolute or uses a backslash")
+    parts = PurePosixPath(name).parts
+    if any(part in ("..", ".") for part in parts) or ":" in parts[0]:
+        raise UnsafePath(f"file name {name!r} would leave the image folder")
+    return Path(root, *parts)

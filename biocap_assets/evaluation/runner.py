@@ -31,6 +31,8 @@ import open_clip
 import torch
 from PIL import Image
 
+from biocap_assets.common.files import UnsafePath, safe_join
+from biocap_assets.common.images import open_image
 from biocap_assets.evaluation import datasets as ds
 from biocap_assets.evaluation import metrics
 from biocap_assets.training import checkpoint as ckpt
@@ -109,14 +111,19 @@ def load_model(path: str, device: str = "cpu"):
     return model, preprocess, tokenizer
 
 
+def _open(data: bytes | Path) -> Image.Image:
+    """Opened, not decoded; an image above the pixel cap is refused before decoding."""
+    return open_image(data if isinstance(data, Path) else io.BytesIO(data))
+
+
 # How each reference script opens an image before the model's transform.
 def open_as_zero_shot(data: bytes | Path) -> Image.Image:
-    image = Image.open(data if isinstance(data, Path) else io.BytesIO(data))
+    image = _open(data)
     return image.convert("RGB") if image.mode in ("RGBA", "P") else image
 
 
 def open_as_retrieval(data: bytes | Path) -> Image.Image:
-    return Image.open(data if isinstance(data, Path) else io.BytesIO(data)).convert("RGB")
+    return _open(data).convert("RGB")
 
 
 def open_as_datasets(data: bytes | Path) -> Image.Image:
@@ -124,7 +131,7 @@ def open_as_datasets(data: bytes | Path) -> Image.Image:
     EXIF orientation when the image has one."""
     from PIL import ImageOps
 
-    image = Image.open(data if isinstance(data, Path) else io.BytesIO(data))
+    image = _open(data)
     image.load()
     if image.getexif().get(Image.ExifTags.Base.Orientation) is not None:
         image = ImageOps.exif_transpose(image)
@@ -246,13 +253,25 @@ def encode_texts(
     return np.stack([table[t] for t in texts])
 
 
+def image_paths(root: str | Path, names: list[str]) -> list[Path | None]:
+    """Each annotation row's image file under ``root``; None for a name that would leave
+    it (counted with the missing images, never read)."""
+    paths: list[Path | None] = []
+    for name in names:
+        try:
+            paths.append(safe_join(root, name))
+        except UnsafePath:
+            paths.append(None)
+    return paths
+
+
 def zero_shot(
     spec: ds.DatasetSpec, model, tokenizer, embedder: ImageEmbedder, device: str, options
 ) -> list[MetricRow]:
     data = ds.read_classification(Path(spec.annotation), spec.name, spec.label_format)
-    root = Path(spec.image_root)
-    found = embedder.embed_files([root / p for p in data.images], TAXONOMIC, STYLES["zero_shot"])
-    keep = [i for i, p in enumerate(data.images) if str(root / p) in found]
+    paths = image_paths(spec.image_root, data.images)
+    found = embedder.embed_files([p for p in paths if p], TAXONOMIC, STYLES["zero_shot"])
+    keep = [i for i, p in enumerate(paths) if p and str(p) in found]
     rows = [
         MetricRow(
             "zero_shot",
@@ -279,7 +298,7 @@ def zero_shot(
         .cpu()
         .numpy()
     )
-    features = np.stack([found[str(root / data.images[i])] for i in keep])
+    features = np.stack([found[str(paths[i])] for i in keep])
     scores = features @ classifier
     labels = [data.labels[i] for i in keep]
     n_classes = len(data.classnames)
@@ -301,10 +320,10 @@ def retrieval(
     spec: ds.DatasetSpec, model, tokenizer, embedder: ImageEmbedder, device: str, options
 ) -> list[MetricRow]:
     data = ds.read_retrieval(Path(spec.annotation), spec.name)
-    root = Path(spec.image_root)
+    paths = image_paths(spec.image_root, data.images)
     head = options.head
-    found = embedder.embed_files([root / p for p in data.images], head, STYLES["retrieval"])
-    keep = [i for i, p in enumerate(data.images) if str(root / p) in found]
+    found = embedder.embed_files([p for p in paths if p], head, STYLES["retrieval"])
+    keep = [i for i, p in enumerate(paths) if p and str(p) in found]
     rows = [
         MetricRow(
             "retrieval",
@@ -318,7 +337,7 @@ def retrieval(
     ]
     if not keep:
         return rows
-    images = np.stack([found[str(root / data.images[i])] for i in keep])
+    images = np.stack([found[str(paths[i])] for i in keep])
     texts = encode_texts(
         model,
         tokenizer,

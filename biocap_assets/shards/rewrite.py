@@ -18,6 +18,7 @@ from typing import BinaryIO
 
 from PIL import Image, UnidentifiedImageError
 
+from biocap_assets.common.images import open_image
 from biocap_assets.inference.tasks import Captioner, CaptionInput
 from biocap_assets.shards.tarstream import (
     END_OF_ARCHIVE,
@@ -110,7 +111,8 @@ def iter_samples(fileobj: BinaryIO) -> Iterator[Sample]:
 
 
 def image_problem(data: bytes | None) -> str | None:
-    """None when the image decodes; else 'no_image' or 'bad_image'.
+    """None when the image decodes; else 'no_image' or 'bad_image' (one that does not
+    decode, or declares more than ``MAX_PIXELS``: a decompression bomb).
 
     JPEGs decode at 1/8 scale (``draft``): every byte of the entropy-coded data is
     still read, so truncation and corruption are caught, at a fraction of the cost.
@@ -118,7 +120,7 @@ def image_problem(data: bytes | None) -> str | None:
     if data is None:
         return "no_image"
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with open_image(io.BytesIO(data)) as image:
             image.draft("RGB", (1, 1))
             image.load()
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
@@ -268,6 +270,8 @@ def rewrite_shard(
                 progress(stats)
     except TarFormatError as exc:
         raise TarFormatError(f"{source or 'shard'}: {exc}") from None
+    if not stats.samples:
+        raise TarFormatError(f"{source or 'shard'}: a tar without samples (an empty shard)")
     dst.write(END_OF_ARCHIVE)
     stats.seconds = time.perf_counter() - started
     stats.examples_class = captioner.examples_used["class"]
@@ -285,8 +289,9 @@ def _caption_batch(
     n_examples: int,
 ) -> None:
     inputs: list[CaptionInput] = []
+    asked: list[int] = []  # batch positions of the inputs (two samples may share a key)
     by_key = captioner.backend == "released"  # released captions need no names
-    for sample in batch:
+    for position, sample in enumerate(batch):
         if not sample.is_sample:
             continue
         stats.samples += 1
@@ -301,9 +306,10 @@ def _caption_batch(
             stats.no_taxon += 1
             continue
         inputs.append(item)
-    outcomes = dict(zip((i.key for i in inputs), captioner.caption_batch(inputs), strict=True))
-    for sample in batch:
-        outcome = outcomes.get(sample.key)
+        asked.append(position)
+    outcomes = dict(zip(asked, captioner.caption_batch(inputs), strict=True))
+    for position, sample in enumerate(batch):
+        outcome = outcomes.get(position)
         caption = outcome.caption if outcome is not None else None
         if outcome is not None and caption is None:
             stats.failed += 1

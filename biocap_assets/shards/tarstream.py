@@ -17,6 +17,10 @@ from typing import BinaryIO
 
 BLOCK = 512
 END_OF_ARCHIVE = b"\0" * (2 * BLOCK)
+# A member larger than this is refused, not read: TreeOfLife-10M's largest members are
+# images of a few MB; a header declaring gigabytes is damage (or an attack on memory).
+MAX_MEMBER_BYTES = 256 << 20
+_CHUNK = 8 << 20
 _REGULAR = (b"0", b"\0", b"7")
 
 
@@ -66,9 +70,11 @@ def _number(field: bytes, what: str, offset: int) -> int:
 
 
 def _read_exact(f: BinaryIO, n: int, offset: int) -> bytes:
+    """``n`` bytes, read in chunks so that a declared size the file does not hold costs no
+    more memory than what is there."""
     chunks, got = [], 0
     while got < n:
-        chunk = f.read(n - got)
+        chunk = f.read(min(n - got, _CHUNK))
         if not chunk:
             raise TarFormatError(
                 f"unexpected end of file at byte {offset + got} (wanted {n - got} more)"
@@ -76,6 +82,15 @@ def _read_exact(f: BinaryIO, n: int, offset: int) -> bytes:
         chunks.append(chunk)
         got += len(chunk)
     return b"".join(chunks)
+
+
+def _name(raw: bytes, offset: int) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise TarFormatError(
+            f"member name {raw[:60]!r} at byte {offset} is not UTF-8 (webdataset keys are)"
+        ) from None
 
 
 def _pax_records(data: bytes, offset: int) -> dict[str, str]:
@@ -92,7 +107,11 @@ def _pax_records(data: bytes, offset: int) -> dict[str, str]:
         if length <= space - pos or pos + length > len(data):
             raise TarFormatError(f"bad PAX extended header at byte {offset}: malformed record")
         key, _, value = data[space + 1 : pos + length - 1].partition(b"=")
-        records[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
+        key = key.decode("utf-8", "surrogateescape")
+        # the path names a sample, so it must be text; other values (xattrs) may be binary
+        records[key] = (
+            _name(value, offset) if key == "path" else value.decode("utf-8", "surrogateescape")
+        )
         pos += length
     return records
 
@@ -127,37 +146,44 @@ def iter_raw_members(f: BinaryIO) -> Iterator[RawMember]:
             raise TarFormatError(f"not a tar archive: bad header checksum at byte {offset}")
         size = _number(header[124:136], "size", offset)
         kind = header[156:157]
+        name = header[0:100].rstrip(b"\0")
+        if header[257:262] == b"ustar" and header[345:500].strip(b"\0"):
+            name = header[345:500].rstrip(b"\0") + b"/" + name
+        if size > MAX_MEMBER_BYTES:
+            raise TarFormatError(
+                f"member {name[:60].decode('utf-8', 'replace')!r} at byte {offset} declares "
+                f"{size} bytes, above the {MAX_MEMBER_BYTES >> 20} MiB a member may have"
+            )
         body = _read_exact(f, _padded(size), offset + BLOCK) if size else b""
-        offset += BLOCK + len(body)
+        at, offset = offset, offset + BLOCK + len(body)
         if kind in (b"x", b"L"):
             pending.append(header + body)
             if kind == b"x":
-                pax.update(_pax_records(body[:size], offset - BLOCK - len(body)))
+                pax.update(_pax_records(body[:size], at))
             else:
-                long_name = body[:size].rstrip(b"\0").decode("utf-8", "surrogateescape")
+                long_name = _name(body[:size].rstrip(b"\0"), at)
             continue
         if kind == b"g":  # global header: applies to all later members; pass it through
             yield RawMember("", b"", b"".join(pending) + header + body, 0, 0, False)
             pending, pax, long_name = [], {}, None
             continue
-        name = header[0:100].rstrip(b"\0").decode("utf-8", "surrogateescape")
-        if header[257:262] == b"ustar":
-            prefix = header[345:500].rstrip(b"\0").decode("utf-8", "surrogateescape")
-            if prefix:
-                name = f"{prefix}/{name}"
-        name = pax.get("path", long_name or name)
+        name = pax.get("path") or long_name or _name(name, at)
         try:
             size = int(pax.get("size", size))
-            mtime = int(float(pax.get("mtime", _number(header[136:148], "mtime", offset))))
-        except ValueError:
-            raise TarFormatError(f"bad PAX size or mtime for {name!r} at byte {offset}") from None
+            mtime = int(float(pax.get("mtime", _number(header[136:148], "mtime", at))))
+        except (ValueError, OverflowError):
+            raise TarFormatError(f"bad PAX size or mtime for {name!r} at byte {at}") from None
+        if size > len(body):
+            raise TarFormatError(
+                f"PAX size {size} of {name!r} at byte {at} is larger than its data"
+            )
         raw = b"".join(pending) + header + body
         yield RawMember(
             name,
             body[:size],
             raw,
             mtime,
-            _number(header[100:108], "mode", offset),
+            _number(header[100:108], "mode", at),
             kind in _REGULAR,
         )
         pending, pax, long_name = [], {}, None

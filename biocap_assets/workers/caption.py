@@ -19,6 +19,7 @@ from biocap_assets.common.files import (
     open_read,
     read_parquet,
     register_filesystem,
+    remove_stale_temps,
     shard_size,
 )
 from biocap_assets.inference.base import INTERNVL_STOP
@@ -147,6 +148,9 @@ def run(extras: dict, log) -> dict:
             extra=f"{stats.samples} samples, {stats.captioned} captioned",
         )
 
+    # a run killed before (a preempted pod, an OOM kill) may have left its temporary shard
+    for name in remove_stale_temps(extras["output"]):
+        log.info(f"removed {name}, left by an earlier attempt that was killed")
     with src, atomic_open(extras["output"]) as out:
         dst = HashingWriter(out)
         stats = rewrite_shard(
