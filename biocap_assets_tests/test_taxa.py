@@ -182,3 +182,41 @@ def test_real_ambiguous_binomials_are_flagged(reference_data, tmp_path):
     assert len(binomials) == 1444
     assert flagged == binomials
     assert result.table.num_rows == len({row for row, _ in rows})
+
+
+def test_a_bad_byte_far_into_the_catalog_names_the_line(tmp_path):
+    """Past the first block that check_catalog reads, so only the scan can find it."""
+    path = Path(write_catalog(tmp_path / "c.csv", [(RAVEN, "raven")] * 3000))
+    assert path.stat().st_size > 64 * 1024
+    with path.open("ab") as f:
+        f.write(
+            b"train,x,Animalia,Chordata,Aves,Passeriformes,Corvidae,Corvus,cor\xe9x" + b",a" * 9
+        )
+        f.write(b"\n")
+    with pytest.raises(CatalogError, match=r"(?i)c\.csv: .*line:? 3002.*not utf-8"):
+        taxa_of(str(path))
+
+
+def test_a_carriage_return_in_an_unquoted_rank_names_the_line(tmp_path):
+    path = Path(write_catalog(tmp_path / "c.csv", [(RAVEN, "raven")] * 5))
+    text = path.read_text().splitlines(keepends=True)
+    text[3] = text[3].replace("Corvus,", "Corvus\r,", 1)
+    path.write_text("".join(text), newline="")
+    with pytest.raises(CatalogError, match=r"c\.csv: line 4: a line break \(CR\) inside"):
+        taxa_of(str(path))
+
+
+def test_a_carriage_return_in_a_quoted_rank_is_whitespace_not_a_new_taxon(tmp_path):
+    quoted = ("Animalia", "Chordata", "Aves", "Passeriformes", "Corvidae", "Corvus\r", "corax")
+    tabbed = ("Animalia", "Chordata", "Aves", "Passeriformes", "Corvidae", "Corvus", "corax\t")
+    result = taxa_of(
+        write_catalog(tmp_path / "c.csv", [(RAVEN, "raven"), (quoted, ""), (tabbed, "")])
+    )
+    assert result.table.num_rows == 1 and result.table["n_images"].to_pylist() == [3]
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path):
+    path = Path(write_catalog(tmp_path / "c.csv", [(RAVEN, "raven")]))
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert check_catalog(str(path))[0] == CATALOG_COLUMNS[0]
+    assert taxa_of(str(path)).table.num_rows == 1

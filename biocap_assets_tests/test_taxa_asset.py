@@ -90,6 +90,35 @@ def test_bad_catalog_fails_naming_the_file_and_keeps_the_old_table(
     assert _taxa_rows(biocap_home) == before
 
 
+def test_a_catalog_that_would_empty_or_halve_the_table_fails_and_keeps_it(
+    fresh_defs, biocap_home, monkeypatch, tmp_path
+):
+    import importlib
+
+    import biocap_assets.definitions as definitions
+
+    assert materialize_taxa(fresh_defs).success
+    before = _taxa_rows(biocap_home)
+    assert len(before) == 32
+
+    monkeypatch.setenv("BIOCAP_CATALOG_URL", write_catalog(tmp_path / "header-only.csv", []))
+    defs = importlib.reload(definitions).defs
+    with pytest.raises(dg.Failure, match=r"table taxa: catalog .*header-only\.csv gives no rows"):
+        materialize_taxa(defs)
+    assert _taxa_rows(biocap_home) == before
+
+    few = write_catalog(tmp_path / "few.csv", [(RAVEN, "raven"), (GRASS, "crabgrass")])
+    monkeypatch.setenv("BIOCAP_CATALOG_URL", few)
+    defs = importlib.reload(definitions).defs
+    with pytest.raises(dg.Failure, match=r"gives 2 rows where the table has 32.*allow_shrink"):
+        materialize_taxa(defs)
+    assert _taxa_rows(biocap_home) == before
+
+    intended = {"ops": {"taxa_table": {"config": {"allow_shrink": True}}}}
+    assert materialize_taxa(defs, run_config=intended).success
+    assert len(_taxa_rows(biocap_home)) == 2
+
+
 @pytest.mark.slow
 def test_dagster_cli_materializes_taxa_table(biocap_home, tmp_path):
     dagster_home = tmp_path / "dagster_home"

@@ -15,7 +15,13 @@ import dagster as dg
 import pandas as pd
 import pyarrow as pa
 
-from biocap_assets.assets.common import OWNERS, inference_params, to_inference_config
+from biocap_assets.assets.common import (
+    OWNERS,
+    ShrinkGuard,
+    check_shrink,
+    inference_params,
+    to_inference_config,
+)
 from biocap_assets.common.files import parquet_bytes, read_parquet
 from biocap_assets.inference.descriptions import (
     RELEASED_MODEL,
@@ -25,6 +31,7 @@ from biocap_assets.inference.descriptions import (
     texts_to_describe,
 )
 from biocap_assets.resources import LauncherResource, SourcesResource, StorageResource
+from biocap_assets.resources.duckdb import BiocapDuckDB
 
 DescriptionInference = inference_params(
     "DescriptionInference",
@@ -34,7 +41,7 @@ DescriptionInference = inference_params(
 )
 
 
-class DescriptionsConfig(dg.Config):
+class DescriptionsConfig(ShrinkGuard):
     backend: str = "cpu"
     """cpu (rule-based filter) | vllm | openai | released."""
     inference: DescriptionInference = DescriptionInference()
@@ -83,6 +90,7 @@ def visual_descriptions(
     sources: SourcesResource,
     launcher: LauncherResource,
     storage: StorageResource,
+    duckdb: BiocapDuckDB,
 ):
     todo = texts_to_describe(wiki_pages, taxa_table)
     if config.backend == "released":
@@ -100,6 +108,7 @@ def visual_descriptions(
         )
         backend, model, buckets = reports[0]["backend"], reports[0]["model"], len(reports)
     table = descriptions_table(wiki_pages, results, backend, model)
+    check_shrink(config, duckdb, "visual_descriptions", table.num_rows, "the wiki pages")
     stats = summary(table)
     errors = stats["status_counts"]["error"]
     yield dg.Output(

@@ -6,10 +6,10 @@
 import tempfile
 
 import dagster as dg
-import duckdb
+import duckdb as duckdb_lib
 import pandas as pd
 
-from biocap_assets.assets.common import OWNERS
+from biocap_assets.assets.common import OWNERS, ShrinkGuard, check_shrink
 from biocap_assets.common.files import register_filesystem
 from biocap_assets.resources import LauncherResource, SourcesResource
 from biocap_assets.resources.duckdb import BiocapDuckDB
@@ -20,7 +20,7 @@ from biocap_assets.taxonomy.taxa import TaxaResult, build_taxa
 MISSING_RANK_CHECK = "missing_rank_share_below_threshold"
 
 
-class TaxaConfig(dg.Config):
+class TaxaConfig(ShrinkGuard):
     max_missing_rank_share: float = 0.3
     """Fail the missing-rank check when more catalog rows than this lack a rank."""
 
@@ -94,13 +94,14 @@ def taxa_table(
     config: TaxaConfig,
     sources: SourcesResource,
     launcher: LauncherResource,
+    duckdb: BiocapDuckDB,
 ):
     catalog = sources.catalog(context, launcher)
     header = check_catalog(catalog.url)
     context.log.info(f"scanning catalog {catalog.url} ({catalog.label})")
     with (
         tempfile.TemporaryDirectory(prefix="biocap-taxa-") as spill,
-        duckdb.connect(config={"temp_directory": spill}) as connection,
+        duckdb_lib.connect(config={"temp_directory": spill}) as connection,
     ):
         register_filesystem(connection, catalog.url)
         result = build_taxa(connection, catalog.url, header)
@@ -108,6 +109,7 @@ def taxa_table(
         f"{result.table.num_rows} taxa from {result.catalog_rows} catalog rows "
         f"({result.incomplete_rows} lacking a rank)"
     )
+    check_shrink(config, duckdb, "taxa", result.table.num_rows, f"catalog {catalog.url}")
     yield dg.Output(result.table, metadata=taxa_metadata(result, catalog.label, catalog.url))
     yield dg.AssetCheckResult(
         check_name=MISSING_RANK_CHECK,

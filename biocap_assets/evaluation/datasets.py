@@ -90,7 +90,7 @@ class AnnotationError(ValueError):
 
 def _rows(path: Path) -> list[dict[str, str]]:
     try:
-        with path.open(newline="", encoding="utf-8") as f:
+        with path.open(newline="", encoding="utf-8-sig") as f:
             return list(csv.DictReader(f))
     except FileNotFoundError as exc:
         raise AnnotationError(f"{path}: no such annotation file") from exc

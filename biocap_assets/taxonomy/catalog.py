@@ -55,7 +55,7 @@ def read_header(url: str, storage_options: dict | None = None) -> list[str]:
         if exc.start < len(head) - 4:
             raise CatalogError(f"catalog {url}: not UTF-8 text at byte {exc.start}") from exc
         text = head[: exc.start].decode("utf-8")
-    first_line = text.splitlines()[0]
+    first_line = text.removeprefix("\ufeff").splitlines()[0]  # a BOM is not a column
     header = next(csv.reader(io.StringIO(first_line)))
     return [h.strip().lower() for h in header]
 
@@ -70,3 +70,40 @@ def check_catalog(url: str, storage_options: dict | None = None) -> list[str]:
             f"catalog {url}: missing column(s) {', '.join(missing)}; the header has: {shown}"
         )
     return header
+
+
+def locate_bad_line(url: str, columns: int, storage_options: dict | None = None) -> str:
+    """Where the catalog first stops being a UTF-8 CSV of ``columns`` columns: "line N: what",
+    or "" if no line is found wrong. One streaming pass, only after DuckDB failed without
+    naming a line."""
+    with fsspec.open(url, "rb", **(storage_options or {})) as f:
+        reader = csv.reader(_utf8_lines(f))
+        try:
+            for row in reader:
+                if len(row) != columns:
+                    return (
+                        f"line {reader.line_num}: {len(row)} fields where the header has "
+                        f"{columns} (a stray line break or quote?)"
+                    )
+        except _NotUtf8 as exc:
+            return f"line {exc.line}: not UTF-8 text (byte {exc.byte!r})"
+        except csv.Error as exc:
+            if "new-line character" in str(exc):
+                return f"line {reader.line_num}: a line break (CR) inside an unquoted field"
+            return f"line {reader.line_num}: {exc}"
+    return ""
+
+
+class _NotUtf8(ValueError):
+    def __init__(self, line: int, byte: bytes):
+        super().__init__(line, byte)
+        self.line, self.byte = line, byte
+
+
+def _utf8_lines(f):
+    """Physical lines as text (newline kept, as the csv module wants them), line-numbered."""
+    for number, raw in enumerate(f, start=1):
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _NotUtf8(number, raw[exc.start : exc.start + 1]) from None

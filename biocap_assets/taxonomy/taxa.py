@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import duckdb
 import pyarrow as pa
 
-from biocap_assets.taxonomy.catalog import CatalogError, check_catalog
+from biocap_assets.taxonomy.catalog import CatalogError, check_catalog, locate_bad_line
 from biocap_assets.taxonomy.names import RANKS
 
 _Q = {"order": '"order"', "class": '"class"'}
@@ -25,9 +25,11 @@ def _col(rank: str) -> str:
 
 
 def _clean(expr: str) -> str:
-    """Trimmed, inner whitespace runs collapsed (the regex only where one occurs), '' as NULL."""
-    runs = f"(contains({expr}, '  ') OR contains({expr}, chr(9)))"
-    collapsed = f"regexp_replace(trim({expr}), '\\s+', ' ', 'g')"
+    """Trimmed, every whitespace run (tabs, a stray CR or LF inside a quoted field) made one
+    space (the regex only where one occurs), '' as NULL."""
+    odd = " OR ".join(f"contains({expr}, chr({c}))" for c in (9, 10, 11, 12, 13))
+    runs = f"(contains({expr}, '  ') OR {odd})"
+    collapsed = f"trim(regexp_replace({expr}, '\\s+', ' ', 'g'))"
     return f"nullif(CASE WHEN {runs} THEN {collapsed} ELSE trim({expr}) END, '')"
 
 
@@ -132,7 +134,11 @@ def build_taxa(
     try:
         connection.execute(_raw_groups_sql(catalog, header))
     except duckdb.Error as exc:
-        raise CatalogError(f"catalog {catalog}: {_short_error(exc)}") from exc
+        message = _short_error(exc)
+        if "Line:" not in message:  # DuckDB could not say where: find the line ourselves
+            where = locate_bad_line(catalog, len(header))
+            message = f"{where}; DuckDB: {message}" if where else message
+        raise CatalogError(f"catalog {catalog}: {message}") from exc
     connection.execute(_normalised_sql())
     table = connection.sql(_taxa_sql()).to_arrow_table()
 
