@@ -30,6 +30,11 @@ class CrawlOptions:
     keywords: tuple[str, ...] = ()
     section_policy: str = "reference"  # scraping.sections.POLICIES
     close_after_pages: int = 0  # stop after this many responses (0: never); for tests
+    # The largest answer accepted (after decompression). Species pages' action=parse HTML
+    # is tens to a few hundred kB; the longest English Wikipedia articles are about 2 MB.
+    # lxml needs about 60x a page's size, so 8 MiB bounds one parse near 500 MB; Scrapy's
+    # default (1 GiB) let one hostile answer take a worker to 13 GB.
+    max_response_bytes: int = 8 << 20
 
     def as_extras(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -58,6 +63,8 @@ def crawler_settings(options: CrawlOptions) -> dict:
         "CONCURRENT_REQUESTS": options.concurrency,
         "CONCURRENT_REQUESTS_PER_DOMAIN": options.concurrency,
         "DOWNLOAD_TIMEOUT": options.timeout,
+        "DOWNLOAD_MAXSIZE": options.max_response_bytes,
+        "DOWNLOAD_WARNSIZE": min(2 << 20, options.max_response_bytes),
         "COMPRESSION_ENABLED": True,
         "AUTOTHROTTLE_ENABLED": options.autothrottle,
         "AUTOTHROTTLE_START_DELAY": 0.25,

@@ -165,7 +165,8 @@ class WikiSpider(scrapy.Spider):
         try:
             data = api.load_json(response.body, "action=query titles")
             resolution = api.parse_titles(data, titles)
-        except api.ApiError as exc:
+        except Exception as exc:  # noqa: BLE001 - see _unexpected
+            exc = _unexpected(exc)
             for taxon in batch:
                 yield self.item(taxon, "error", reason=str(exc))
             return
@@ -183,7 +184,8 @@ class WikiSpider(scrapy.Spider):
     def on_search(self, response: Response, taxon: Taxon):
         try:
             hits = api.parse_search(api.load_json(response.body, "list=search"))
-        except api.ApiError as exc:
+        except Exception as exc:  # noqa: BLE001 - see _unexpected
+            exc = _unexpected(exc)
             yield self.item(taxon, "error", reason=str(exc))
             return
         taxon.candidates = [h for h in hits if h not in taxon.tried]
@@ -207,7 +209,8 @@ class WikiSpider(scrapy.Spider):
                 sections.lead,
                 taxobox_ranks(page.html),
             )
-        except (api.ApiError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - see _unexpected
+            exc = _unexpected(exc)
             for taxon in waiting:
                 yield self.item(taxon, "error", reason=f"{title!r}: {exc}")
             return
@@ -284,3 +287,11 @@ class WikiSpider(scrapy.Spider):
             "reason": reason,
             "fetched_at": datetime.now(UTC),
         }
+
+
+def _unexpected(exc: Exception) -> Exception:
+    """An answer of a shape we did not foresee is an error for the taxa it concerns, with
+    its reason; never an exception that Scrapy would log while dropping those taxa."""
+    if isinstance(exc, api.ApiError | ValueError):
+        return exc
+    return api.ApiError(f"unexpected answer ({type(exc).__name__}: {exc})")

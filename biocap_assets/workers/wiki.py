@@ -86,6 +86,14 @@ def crawl(ctx: WorkerContext) -> dict:
         elapsed = time.perf_counter() - started
     stats = crawler.stats.get_stats()
     spider: WikiSpider = crawler.spider
+    finished = stats.get("finish_reason") == "finished"
+    if finished and spider.emitted < len(taxa):
+        # every taxon ends as a row, if only an error row; a gap is a bug, not a result
+        raise RuntimeError(
+            f"the crawl finished with {len(taxa) - spider.emitted} of {len(taxa)} taxa "
+            f"unaccounted for ({stats.get('spider_exceptions/count', 0)} callback errors, "
+            "see the log above); their rows were not written and the next run retries them"
+        )
     requests = int(stats.get("downloader/request_count", 0))
     return {
         "taxa": len(taxa),
