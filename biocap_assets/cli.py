@@ -13,7 +13,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from biocap_assets.settings import ConfigurationError, Settings, redact
+from biocap_assets.common.secrets import redact
+from biocap_assets.settings import ConfigurationError, Settings
 
 _REPO_INSTANCE_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
 

@@ -9,10 +9,11 @@ used fails here, naming the variable and what it takes.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from biocap_assets.common.secrets import redact
 
 WIKIPEDIA_API_URL = "https://en.wikipedia.org/w/api.php"
 LAUNCHERS = ("local", "k8s")
@@ -85,15 +86,6 @@ ENV_VARS = {v.name: v.doc for v in VARIABLES}
 
 class ConfigurationError(ValueError):
     """A variable holds a value the platform cannot use; the message names it."""
-
-
-def redact(text: str) -> str:
-    """``text`` with passwords and URL credentials replaced by ``***`` (for output, logs
-    and error messages): ``password=x``, ``password = 'x y'``, ``user:pw@host``."""
-    text = re.sub(
-        r"(?i)(password\s*=\s*)('[^']*'|\"[^\"]*\"|\S+)", lambda m: m.group(1) + "***", text
-    )
-    return re.sub(r"(?i)([a-z][a-z0-9+.-]*://[^/\s:@]+):[^@\s/]*@", r"\1:***@", text)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import pandas as pd
 
 from biocap_assets.assets.common import OWNERS, ShrinkGuard, check_shrink
 from biocap_assets.common.files import register_filesystem
+from biocap_assets.common.secrets import redact
 from biocap_assets.resources import LauncherResource, SourcesResource
 from biocap_assets.resources.duckdb import BiocapDuckDB
 from biocap_assets.taxonomy.catalog import check_catalog
@@ -41,7 +42,7 @@ def taxa_metadata(result: TaxaResult, source_label: str, catalog_url: str) -> di
     )
     return {
         "source": source_label,
-        "catalog": dg.MetadataValue.path(catalog_url),
+        "catalog": dg.MetadataValue.path(redact(catalog_url)),
         "catalog_rows": result.catalog_rows,
         "complete_rows": result.complete_rows,
         "incomplete_rows": result.incomplete_rows,
@@ -98,7 +99,7 @@ def taxa_table(
 ):
     catalog = sources.catalog(context, launcher)
     header = check_catalog(catalog.url)
-    context.log.info(f"scanning catalog {catalog.url} ({catalog.label})")
+    context.log.info(f"scanning catalog {redact(catalog.url)} ({catalog.label})")
     with (
         tempfile.TemporaryDirectory(prefix="biocap-taxa-") as spill,
         duckdb_lib.connect(config={"temp_directory": spill}) as connection,
@@ -109,7 +110,8 @@ def taxa_table(
         f"{result.table.num_rows} taxa from {result.catalog_rows} catalog rows "
         f"({result.incomplete_rows} lacking a rank)"
     )
-    check_shrink(config, duckdb, "taxa", result.table.num_rows, f"catalog {catalog.url}")
+    source = f"catalog {redact(catalog.url)}"
+    check_shrink(config, duckdb, "taxa", result.table.num_rows, source)
     yield dg.Output(result.table, metadata=taxa_metadata(result, catalog.label, catalog.url))
     yield dg.AssetCheckResult(
         check_name=MISSING_RANK_CHECK,

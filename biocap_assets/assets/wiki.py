@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from biocap_assets.assets.common import OWNERS
 from biocap_assets.common.files import parquet_bytes
+from biocap_assets.common.secrets import redact
 from biocap_assets.resources import LauncherResource, SourcesResource, StorageResource
 from biocap_assets.scraping import state
 from biocap_assets.scraping.sections import VISUAL_KEYWORDS
@@ -133,7 +134,7 @@ def wiki_pages(
     with_visual = counts["found"] / len(statuses) if statuses else 0.0
     metadata = {
         "source": wiki.label,
-        "api_url": wiki.url or "(demo wiki served on loopback)",
+        "api_url": redact(wiki.url) or "(demo wiki served on loopback)",
         "taxa": taxa_table.num_rows,
         "rows": table.num_rows,
         "fetched_this_run": todo.num_rows,

@@ -34,7 +34,7 @@ import fsspec
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from biocap_assets.settings import redact
+from biocap_assets.common.secrets import redact
 
 LAKE = "lake"
 T = TypeVar("T")

@@ -25,6 +25,7 @@ import dagster as dg
 from pydantic import Field
 
 from biocap_assets.common.contract import ERROR_FILE_ENV
+from biocap_assets.common.secrets import redact
 from biocap_assets.resources.k8s import (
     DEFAULT_GPU_WORKERS,
     PodOptions,
@@ -145,8 +146,10 @@ class LauncherResource(dg.ConfigurableResource):
                 if isinstance(exc, dg.Failure) or not (reason or exited):
                     raise
                 raise dg.Failure(
-                    description=f"worker {worker} failed: "
-                    + (reason or f"{exc} (no error reported; see the step's stderr)"),
+                    description=redact(
+                        f"worker {worker} failed: "
+                        + (reason or f"{exc} (no error reported; see the step's stderr)")
+                    ),
                     metadata={"worker": worker, "command": " ".join(command)},
                 ) from exc
 
@@ -376,9 +379,9 @@ def _failing_with_reason(what: str, delete: Callable[[], None], keep_failed: boo
     except PodFailure as exc:
         kept = " (kept for inspection)" if keep_failed else ""
         raise dg.Failure(
-            description=f"{what} failed: {exc}{kept}",
-            metadata={"reason": str(exc), "kept": keep_failed},
-        ) from exc
+            description=redact(f"{what} failed: {exc}{kept}"),
+            metadata={"reason": redact(str(exc)), "kept": keep_failed},
+        ) from None
     finally:
         if succeeded or not keep_failed:
             delete()

@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
+from biocap_assets.common.secrets import redact
 from biocap_assets.demo.world import DEMO_SEED, DemoWorld, is_complete
 from biocap_assets.resources.launcher import LauncherResource
 from biocap_assets.settings import WIKIPEDIA_API_URL, Settings
@@ -48,7 +49,7 @@ class SourcesResource(dg.ConfigurableResource):
     def data_label(self) -> str:
         """Where the taxa (and so everything derived from them) come from."""
         if self.catalog_url:
-            return f"configured (BIOCAP_CATALOG_URL={self.catalog_url})"
+            return f"configured (BIOCAP_CATALOG_URL={redact(self.catalog_url)})"
         return DEMO_LABEL
 
     def demo_world(
@@ -65,7 +66,7 @@ class SourcesResource(dg.ConfigurableResource):
 
     def catalog(self, context: dg.AssetExecutionContext, launcher: LauncherResource) -> Source:
         if self.catalog_url:
-            return Source(self.catalog_url, f"configured (BIOCAP_CATALOG_URL={self.catalog_url})")
+            return Source(self.catalog_url, self.data_label)
         return Source(str(self.demo_world(context, launcher).catalog), DEMO_LABEL)
 
     def shards(
@@ -82,7 +83,7 @@ class SourcesResource(dg.ConfigurableResource):
         demo's (they are not on Wikipedia); else the English Wikipedia."""
         if self.wiki_api_url:
             return Source(
-                self.wiki_api_url, f"configured (BIOCAP_WIKI_API_URL={self.wiki_api_url})"
+                self.wiki_api_url, f"configured (BIOCAP_WIKI_API_URL={redact(self.wiki_api_url)})"
             )
         if not self.catalog_url:
             world = self.demo_world(context, launcher)

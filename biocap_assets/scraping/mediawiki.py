@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 MAX_TITLES_PER_QUERY = 50
 
@@ -69,7 +69,11 @@ def parse_url(api: str, title: str, maxlag: int | None = 5) -> str:
 
 
 def page_url(api: str, title: str) -> str:
-    """The human URL of a page: ``.../w/api.php`` becomes ``.../wiki/Title``."""
+    """The human URL of a page: ``.../w/api.php`` becomes ``.../wiki/Title``; credentials
+    in the API URL are not part of it (the URL is data, kept in a table)."""
+    parts = urlsplit(api)
+    if parts.username is not None or parts.password is not None:
+        api = urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
     base = api.rsplit("/w/api.php", 1)[0] if "/w/api.php" in api else api.rsplit("/", 1)[0]
     return f"{base}/wiki/{title.replace(' ', '_')}"
 

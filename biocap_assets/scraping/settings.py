@@ -8,6 +8,7 @@ wait (see middlewares.py). Tests and the demo override timeouts and backoff.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from biocap_assets import __version__
 
@@ -51,6 +52,22 @@ def user_agent(contact: str) -> str:
     """``biocap/<version> (<project url>; <contact>)``, as Wikimedia's policy asks."""
     who = f"; {contact}" if contact else ""
     return f"biocap/{__version__} (+{PROJECT_URL}{who})"
+
+
+def split_credentials(api_url: str) -> tuple[str, dict]:
+    """The API URL without credentials, and the settings that send them: Scrapy's
+    ``HttpAuthMiddleware`` with basic auth, for that host only. So no URL requested,
+    logged or stored carries them (and Twisted refuses a ``user:password@`` host)."""
+    parts = urlsplit(api_url)
+    if parts.username is None:
+        return api_url, {}
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=host)), {
+        "HTTPAUTH_USER": unquote(parts.username),
+        "HTTPAUTH_PASS": unquote(parts.password or ""),
+        # Scrapy matches this against the request's host:port as written in the URL
+        "HTTPAUTH_DOMAIN": host.lower(),
+    }
 
 
 def crawler_settings(options: CrawlOptions) -> dict:

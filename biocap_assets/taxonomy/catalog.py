@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 
 import fsspec
 
+from biocap_assets.common.secrets import redact
 from biocap_assets.taxonomy.names import RANKS
 
 REQUIRED_COLUMNS = ("treeoflife_id", *RANKS, "common")
@@ -20,7 +21,11 @@ _HEAD_BYTES = 64 * 1024
 
 
 class CatalogError(ValueError):
-    """The catalog cannot be used; the message names the file and what is wrong."""
+    """The catalog cannot be used; the message names the file (credentials removed) and
+    what is wrong."""
+
+    def __init__(self, message: str):
+        super().__init__(redact(message))
 
 
 def local_path(url: str) -> str | None:

@@ -20,6 +20,15 @@ from dagster_pipes import (
 )
 
 from biocap_assets.common.contract import ERROR_FILE_ENV
+from biocap_assets.common.secrets import RedactingStream, redact
+
+
+class _Redact(logging.Filter):
+    """Log records leave the worker (to Dagster's event log) with secrets removed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact(record.getMessage()), ()
+        return True
 
 
 class WorkerContext:
@@ -37,6 +46,8 @@ class WorkerContext:
                 format="%(asctime)s %(levelname)s %(message)s",
             )
             self.log = logging.getLogger("biocap.worker")
+        if not any(isinstance(f, _Redact) for f in self.log.filters):
+            self.log.addFilter(_Redact())
 
     def require(self, parser: argparse.ArgumentParser, *names: str) -> None:
         """Exit with a usage error naming each parameter neither flag nor extra gave."""
@@ -64,7 +75,7 @@ def _record_error(exc: BaseException) -> None:
     path = os.environ.get(ERROR_FILE_ENV)
     if path:
         with open(path, "w", encoding="utf-8") as f:
-            f.write(f"{type(exc).__name__}: {exc}")
+            f.write(redact(f"{type(exc).__name__}: {exc}"))
 
 
 @contextmanager
@@ -101,6 +112,9 @@ def run_main(main: Callable[[], object]) -> NoReturn:
     after flushing makes the exit status the work's own.
     """
     code = 0
+    # what the worker and its libraries print (Scrapy's log, a traceback) reaches the
+    # step's compute logs: without secrets
+    sys.stdout, sys.stderr = RedactingStream(sys.stdout), RedactingStream(sys.stderr)
     try:
         main()
     except SystemExit as exc:

@@ -20,7 +20,7 @@ from upath import UPath
 
 from biocap_assets.demo.wiki_server import MediaWikiServer
 from biocap_assets.progress import ProgressLog
-from biocap_assets.scraping.settings import CrawlOptions, crawler_settings
+from biocap_assets.scraping.settings import CrawlOptions, crawler_settings, split_credentials
 from biocap_assets.scraping.spider import WikiSpider
 from biocap_assets.workers.runtime import WorkerContext, run_main, worker_context
 
@@ -63,8 +63,10 @@ def crawl(ctx: WorkerContext) -> dict:
         if not api_url:
             raise ValueError("no MediaWiki API URL given (api_url or demo_wiki)")
         require_contact(api_url, options.contact)
+        api_url, auth = split_credentials(api_url)
         settings = {
             **crawler_settings(options),
+            **auth,
             "ITEM_PIPELINES": {"biocap_assets.scraping.pipelines.ParquetPartsPipeline": 300},
             "BIOCAP_PARTS_URL": extras["parts"],
             "BIOCAP_FLUSH_EVERY": options.flush_every,
