@@ -146,3 +146,25 @@ def test_the_environment_scan_finds_a_planted_read():
         "z = os.getenv('RANK', '0')\nos.environ['DAGSTER_HOME'] = 'set, not read'\n"
     )
     assert sorted(_environment_reads(planted)) == [(2, "BIOCAP_X"), (3, "HF_HOME"), (4, "RANK")]
+
+
+def test_loading_the_definitions_imports_no_torch():
+    """Every run (and step) process loads the Definitions: torch would add about 1.5 s and
+    700 MB to each of them, 160 times over in a shard backfill (bench/imports.py)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-W",
+            "ignore",
+            "-c",
+            "import sys, biocap_assets.definitions; "
+            "print(sorted(m for m in ('torch', 'open_clip', 'webdataset') if m in sys.modules))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == "[]", done.stdout

@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import BinaryIO
 
-import webdataset as wds
-
 _FORBIDDEN_KEY_CHARS = (".", "/")
 
 
@@ -21,6 +19,10 @@ class DeterministicTarWriter:
     """Write webdataset samples (``{"__key__": ..., "jpg": bytes, "sci.txt": str}``)."""
 
     def __init__(self, fileobj: BinaryIO):
+        # imported here: webdataset imports torch (1 s), and the Definitions reach this
+        # module through the demo world without writing a shard
+        import webdataset as wds
+
         self._writer = wds.TarWriter(fileobj, encoder=False, mtime=0, user="", group="")
         self.samples = 0
 
