@@ -248,3 +248,74 @@ def test_an_image_bomb_or_an_escaping_name_in_a_benchmark_counts_as_missing(tmp_
     found = embedder.embed_files([p for p in paths if p], "taxonomic", STYLES["retrieval"])
     assert list(found) == [str(root / "fine.jpg")]
     assert embedder.missing == {str(root / "bomb.png")}
+
+
+def png(size=(8, 8)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, (1, 2, 3)).save(out, "PNG")
+    return out.getvalue()
+
+
+def _damaged_images() -> dict[str, bytes]:
+    good = jpeg((64, 48))
+    sos = good.index(b"\xff\xda")
+    bad_length = bytearray(good)
+    bad_length[4:6] = b"\xff\xff"  # the first segment claims to run past the end
+    bad_crc = bytearray(png())
+    bad_crc[30] ^= 0xFF
+    return {
+        "jpeg cut in the scan": good[: sos + 40],
+        "jpeg cut before the scan": good[:sos],
+        "jpeg segment longer than the file": bytes(bad_length),
+        "jpeg without a frame header": good[:2] + good[sos:],
+        "jpeg bomb": jpeg_declaring(65_000, 65_000),
+        "png with a bad CRC": bytes(bad_crc),
+        "png cut inside its image data": png()[:50],
+        "png bomb": png_declaring(100_000, 100_000),
+        "neither": b"GIF89a not really",
+    }
+
+
+@pytest.mark.parametrize("name", list(_damaged_images()))
+def test_the_structural_check_finds_what_decoding_finds(name):
+    from biocap_assets.shards.images import decode_problem, structure_problem
+
+    data = _damaged_images()[name]
+    assert structure_problem(data) == "bad_image"
+    assert decode_problem(data) == "bad_image", "the reference: Pillow agrees it is bad"
+
+
+def test_the_structural_check_passes_whole_images(demo_world):
+    from biocap_assets.shards.images import structure_problem
+    from biocap_assets.shards.rewrite import iter_samples
+
+    assert structure_problem(jpeg((640, 480))) is None
+    assert structure_problem(png((33, 17))) is None
+    with demo_world.train_shards[0].open("rb") as f:
+        images = [s.image for s in iter_samples(f) if s.is_sample and s.image]
+    assert images and all(structure_problem(i) is None for i in images)
+
+
+def test_every_check_mode_gives_the_same_shard_and_counts(demo_world):
+    """Modes change how damage is found, never the bytes written for good samples; the
+    decoding pool changes nothing but the speed."""
+    from biocap_assets.shards.rewrite import iter_samples
+
+    with demo_world.train_shards[0].open("rb") as f:
+        samples = [s for _, s in zip(range(40), iter_samples(f), strict=False) if s.is_sample]
+    rows = []
+    for i, s in enumerate(samples):
+        members = {m.suffix: m.data for m in s.members}
+        if i == 5:
+            members["jpg"] = members["jpg"][: len(members["jpg"]) // 2]  # cut in the scan
+        rows.append({"__key__": s.key, **members})
+    data = shard(rows)
+    outputs = {}
+    for mode, workers in (("decode", 1), ("decode", 2), ("structure", 1)):
+        out = io.BytesIO()
+        stats = rewrite_shard(
+            io.BytesIO(data), out, EchoCaptioner(), check_images=mode, image_workers=workers
+        )
+        assert (stats.samples, stats.bad_image) == (len(rows), 1), (mode, workers)
+        outputs[(mode, workers)] = out.getvalue()
+    assert len(set(outputs.values())) == 1

@@ -87,6 +87,10 @@ class HashingWriter:
         self._digest.update(data)
         return self._target.write(data)
 
+    def writelines(self, pieces) -> None:
+        for piece in pieces:
+            self.write(piece)
+
     def hexdigest(self) -> str:
         return self._digest.hexdigest()
 

@@ -9,17 +9,14 @@ existing ``caption.txt`` is replaced, so re-captioning a shard is idempotent.
 
 from __future__ import annotations
 
-import io
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from PIL import Image, UnidentifiedImageError
-
-from biocap_assets.common.images import open_image
 from biocap_assets.inference.tasks import Captioner, CaptionInput
+from biocap_assets.shards.images import ImageChecker, decode_problem
 from biocap_assets.shards.tarstream import (
     END_OF_ARCHIVE,
     RawMember,
@@ -36,14 +33,11 @@ CAPTION_SUFFIX = "caption.txt"
 @dataclass
 class Member:
     raw: RawMember
+    suffix: str  # webdataset's suffix of the name (``jpg``, ``taxonTag.txt``)
 
     @property
     def data(self) -> bytes:
         return self.raw.data
-
-    @property
-    def suffix(self) -> str:
-        return split_name(self.raw.name)[1]
 
 
 @dataclass
@@ -98,34 +92,20 @@ def iter_samples(fileobj: BinaryIO) -> Iterator[Sample]:
         if not raw.is_file:
             others.append(raw)
             continue
-        key, _ = split_name(raw.name)
+        key, suffix = split_name(raw.name)
         if current is None or current.key != key:
             if current is not None:
                 yield current
             current, others = Sample(key, others=others), []
-        current.members.append(Member(raw))
+        current.members.append(Member(raw, suffix))
     if current is not None:
         yield current
     if others:
         yield Sample("", others=others)
 
 
-def image_problem(data: bytes | None) -> str | None:
-    """None when the image decodes; else 'no_image' or 'bad_image' (one that does not
-    decode, or declares more than ``MAX_PIXELS``: a decompression bomb).
-
-    JPEGs decode at 1/8 scale (``draft``): every byte of the entropy-coded data is
-    still read, so truncation and corruption are caught, at a fraction of the cost.
-    """
-    if data is None:
-        return "no_image"
-    try:
-        with open_image(io.BytesIO(data)) as image:
-            image.draft("RGB", (1, 1))
-            image.load()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-        return "bad_image"
-    return None
+# how a sample's image is judged (the decode check); ``shards.images`` has the others
+image_problem = decode_problem
 
 
 @dataclass
@@ -186,12 +166,12 @@ DescriptionLookup = Callable[[dict[str, str]], str | None]
 
 def _write_sample(out: BinaryIO, sample: Sample, caption: str | None) -> None:
     for other in sample.others:
-        out.write(other.raw)
+        out.writelines(other.parts)
     last = None
     for member in sample.members:
         if member.suffix.lower() == CAPTION_SUFFIX:
             continue  # replaced below
-        out.write(member.raw.raw)
+        out.writelines(member.raw.parts)
         last = member.raw
     if caption is not None:
         out.write(
@@ -244,13 +224,16 @@ def rewrite_shard(
     batch_size: int = 256,
     progress: Callable[[ShardStats], None] | None = None,
     n_examples: int = 5,
-    check_images: bool = True,
+    check_images: str | bool = "decode",
     source: str = "",
+    image_workers: int = 1,
 ) -> ShardStats:
     """Copy ``src`` to ``dst`` with captions added; ``dst`` gets a complete tar or an error.
 
-    ``check_images=False`` skips decoding (only a missing image is caught): for shards
-    already checked, when the rewrite itself must go faster. A sample whose text members
+    ``check_images``: ``decode`` (every image decoded; over ``image_workers`` processes),
+    ``structure`` (JPEG and PNG checked by their structure, not decoded; see
+    ``shards.images``) or ``none`` (only a missing image is caught: for shards already
+    checked, when the rewrite itself must go faster). A sample whose text members
     name no taxon gets no caption from a generative or template captioner (counted as
     ``no_taxon``; TreeOfLife-10M's writer never makes one). A shard that is not a plain,
     whole tar fails with a :class:`TarFormatError` naming ``source``.
@@ -263,11 +246,13 @@ def rewrite_shard(
     )
     started = time.perf_counter()
     samples = iter_samples(src)
+    mode = {True: "decode", False: "none"}.get(check_images, check_images)
     try:
-        for batch in _batches(samples, batch_size):
-            _caption_batch(batch, dst, captioner, describe, check_images, stats, n_examples)
-            if progress is not None:
-                progress(stats)
+        with ImageChecker(mode, image_workers) as checker:
+            for batch in _batches(samples, batch_size):
+                _caption_batch(batch, dst, captioner, describe, checker, stats, n_examples)
+                if progress is not None:
+                    progress(stats)
     except TarFormatError as exc:
         raise TarFormatError(f"{source or 'shard'}: {exc}") from None
     if not stats.samples:
@@ -284,20 +269,20 @@ def _caption_batch(
     dst: BinaryIO,
     captioner: Captioner,
     describe: DescriptionLookup | None,
-    check_images: bool,
+    checker: ImageChecker,
     stats: ShardStats,
     n_examples: int,
 ) -> None:
     inputs: list[CaptionInput] = []
     asked: list[int] = []  # batch positions of the inputs (two samples may share a key)
     by_key = captioner.backend == "released"  # released captions need no names
+    problems = checker.problems([s.image if s.is_sample else b"" for s in batch])
     for position, sample in enumerate(batch):
         if not sample.is_sample:
             continue
         stats.samples += 1
-        stats.bytes_in += sum(len(m.raw.raw) for m in sample.members)
-        image = sample.image
-        problem = image_problem(image) if check_images or image is None else None
+        stats.bytes_in += sum(m.raw.size for m in sample.members)
+        problem = problems[position]
         if problem:
             setattr(stats, problem, getattr(stats, problem) + 1)
             continue

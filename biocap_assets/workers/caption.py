@@ -37,6 +37,7 @@ from biocap_assets.inference.tasks import (
     TemplateCaptionerAdapter,
 )
 from biocap_assets.progress import ProgressLog
+from biocap_assets.shards.images import default_workers
 from biocap_assets.shards.rewrite import ShardStats, description_lookup, rewrite_shard, shard_keys
 from biocap_assets.workers.runtime import run_main, worker_context
 
@@ -123,6 +124,15 @@ def generation_parameters(config: InferenceConfig, max_wiki_chars: int) -> dict:
     }
 
 
+def image_workers(extras: dict, size_mb: float) -> int:
+    """Processes that decode images: as given, or (0, the default) one per usable CPU for
+    a shard of 256 MB or more; a small shard is not worth starting them."""
+    given = int(extras.get("image_workers") or 0)
+    if given:
+        return given
+    return default_workers() if size_mb >= 256 else 1
+
+
 def run(extras: dict, log) -> dict:
     captioner = make_captioner(extras, log)
     describe = None
@@ -159,7 +169,8 @@ def run(extras: dict, log) -> dict:
             captioner,
             describe,
             batch_size=int(extras.get("batch_size", 256)),
-            check_images=bool(extras.get("check_images", True)),
+            check_images=extras.get("check_images", "decode"),
+            image_workers=image_workers(extras, size_mb),
             progress=progress,
             source=f"input shard {extras['input']}",
         )
