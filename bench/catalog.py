@@ -38,7 +38,7 @@ def writer(config: dict, writer_id: int, commits: int, rows: int) -> None:
                 PARTITION_COLUMN: [key] * rows,
             }
         )
-        write_table(db, "shard_stats", table, key)
+        write_table(db, "shard_stats", table, [key])
 
 
 def run(config: dict, writers: int, commits: int, rows: int) -> float:

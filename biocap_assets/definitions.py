@@ -21,6 +21,8 @@ from biocap_assets.resources import (
 )
 from biocap_assets.settings import Settings
 
+EXECUTORS = {"in_process": dg.in_process_executor, "multiprocess": dg.multiprocess_executor}
+
 
 def build_resources(settings: Settings) -> dict[str, object]:
     def env_or(name: str, value: str | None) -> str | dg.EnvVar | None:
@@ -78,4 +80,8 @@ defs = dg.Definitions(
     schedules=[reevaluate_schedule(SETTINGS.eval_cron)],
     sensors=[evaluate_new_checkpoints],
     resources=build_resources(SETTINGS),
+    # in_process by default: a shard partition is one step that launches a worker, so a
+    # step process of its own would cost 2 s of start-up per partition for nothing
+    # (BENCHMARKS.md, "A 160-shard backfill"); multiprocess runs one run's steps side by side
+    executor=EXECUTORS[SETTINGS.executor],
 )

@@ -17,6 +17,7 @@ from biocap_assets.common.secrets import redact
 
 WIKIPEDIA_API_URL = "https://en.wikipedia.org/w/api.php"
 LAUNCHERS = ("local", "k8s")
+EXECUTORS = ("in_process", "multiprocess")
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,17 @@ VARIABLES = (
     ),
     Variable("BIOCAP_EVAL_CRON", "cron of the re-evaluation schedule (default 0 6 * * 1, weekly)"),
     Variable(
+        "BIOCAP_EXECUTOR",
+        "how a run executes its steps: in_process (default; one process per run, what a "
+        "one-step shard partition needs) or multiprocess (a process per step, steps of one "
+        "run in parallel)",
+    ),
+    Variable(
+        "BIOCAP_PARTITIONS_PER_RUN",
+        "captioned_shards partitions one backfill run takes (default 1: a failed shard "
+        "is retried alone)",
+    ),
+    Variable(
         "DAGSTER_HOME",
         "Dagster instance folder for `biocap demo` and `make dev` (default $BIOCAP_HOME/dagster)",
     ),
@@ -109,6 +121,8 @@ class Settings:
     inquire_rerank: str = ""
     eval_cron: str = "0 6 * * 1"
     dagster_home: Path | None = None
+    executor: str = "in_process"
+    partitions_per_run: int = 1
     # the variables that were set (the Definitions pass those as dg.EnvVar, so the UI
     # shows where a value came from)
     set_variables: frozenset[str] = field(default_factory=frozenset)
@@ -151,6 +165,17 @@ class Settings:
                 f"BIOCAP_K8S_KEEP_FAILED_PODS={keep_text!r}: use 1 (keep) or 0 (delete)"
             )
         dagster_home = get("DAGSTER_HOME")
+        executor = get("BIOCAP_EXECUTOR") or "in_process"
+        if executor not in EXECUTORS:
+            raise ConfigurationError(
+                f"BIOCAP_EXECUTOR={executor!r}: use one of {', '.join(EXECUTORS)}"
+            )
+        per_run_text = get("BIOCAP_PARTITIONS_PER_RUN") or "1"
+        if not per_run_text.isdigit() or int(per_run_text) < 1:
+            raise ConfigurationError(
+                f"BIOCAP_PARTITIONS_PER_RUN={per_run_text!r}: a whole number of partitions, 1 "
+                "or more"
+            )
         return cls(
             home=home,
             storage_url=storage,
@@ -171,6 +196,8 @@ class Settings:
             inquire_rerank=get("BIOCAP_INQUIRE_RERANK") or "",
             eval_cron=get("BIOCAP_EVAL_CRON") or "0 6 * * 1",
             dagster_home=Path(dagster_home).expanduser() if dagster_home else None,
+            executor=executor,
+            partitions_per_run=int(per_run_text),
             set_variables=frozenset(v.name for v in VARIABLES if get(v.name)),
         )
 

@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from biocap_assets.assets.common import OWNERS, inference_params, to_inference_config
 from biocap_assets.resources import LauncherResource, SourcesResource, StorageResource
+from biocap_assets.resources.io_managers import PARTITION_COLUMN
 from biocap_assets.resources.sources import shard_partition_keys
 from biocap_assets.settings import Settings
 from biocap_assets.shards.rewrite import ShardStats
@@ -53,6 +54,13 @@ class CaptionConfig(dg.Config):
     released_url: str = ""
     """source released: uuid_caption_description.parquet (uuid, caption, description)."""
     min_captioned_share: float = 0.95
+    check_images: str = "decode"
+    """How each image is checked before it is captioned: decode (Pillow decodes it; any
+    damage is a bad image), structure (JPEG and PNG checked by their markers and chunks,
+    not decoded: several times faster, misses damage inside the coded data), none."""
+    image_workers: int = 0
+    """Processes that decode images; 0: one per usable CPU (at most 8) for shards of
+    256 MB or more, else 1."""
 
 
 def build_captioned_shards(settings: Settings) -> dg.AssetsDefinition:
@@ -69,7 +77,9 @@ def build_captioned_shards(settings: Settings) -> dg.AssetsDefinition:
         owners=OWNERS,
         pool="gpu",
         retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL),
-        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=1),
+        backfill_policy=dg.BackfillPolicy.multi_run(
+            max_partitions_per_run=settings.partitions_per_run
+        ),
         check_specs=[
             dg.AssetCheckSpec(
                 CAPTIONED_SHARE_CHECK,
@@ -92,65 +102,106 @@ def build_captioned_shards(settings: Settings) -> dg.AssetsDefinition:
         launcher: LauncherResource,
         storage: StorageResource,
     ):
-        key = context.partition_key
+        keys = list(context.partition_keys)  # one, unless BIOCAP_PARTITIONS_PER_RUN > 1
         urls, label = sources.shards(context, launcher)
-        if key not in urls:
-            raise dg.Failure(f"partition {key}: no such input shard (have {sorted(urls)[:5]}...)")
+        unknown = [k for k in keys if k not in urls]
+        if unknown:
+            raise dg.Failure(
+                f"partition {unknown[0]}: no such input shard (have {sorted(urls)[:5]}...)"
+            )
         descriptions = storage.path("tables", "visual_descriptions.parquet")
         format_examples = config.format_examples_url
         if not format_examples and not sources.shards_url:
             format_examples = str(sources.demo_world(context, launcher).format_examples)
-        output = captioned_path(storage, key)
-        extras = {
-            "input": urls[key],
-            "output": str(output),
-            "partition": key,
-            "source": config.source,
-            "batch_size": config.batch_size,
-            "format_examples": format_examples,
-            "released_url": config.released_url,
-            "prompt": config.prompt,
-            "max_wiki_chars": config.max_wiki_chars,
-            "descriptions": str(descriptions) if descriptions.exists() else "",
-        }
-        if config.source in ("vllm", "openai"):
-            extras["inference"] = to_inference_config(config.source, config.inference).as_dict()
-        if not extras["descriptions"] and config.source != "released":
+        if not descriptions.exists() and config.source != "released":
             context.log.warning("no visual_descriptions snapshot: captions get no reference")
-        report = launcher.run(context, "caption", extras=extras).get_custom_messages()[-1]
+        rows, reports = [], []
+        for key in keys:
+            output = captioned_path(storage, key)
+            extras = {
+                "input": urls[key],
+                "output": str(output),
+                "partition": key,
+                "source": config.source,
+                "batch_size": config.batch_size,
+                "format_examples": format_examples,
+                "released_url": config.released_url,
+                "prompt": config.prompt,
+                "max_wiki_chars": config.max_wiki_chars,
+                "descriptions": str(descriptions) if descriptions.exists() else "",
+                "check_images": config.check_images,
+                "image_workers": config.image_workers,
+            }
+            if config.source in ("vllm", "openai"):
+                inference = to_inference_config(config.source, config.inference)
+                extras["inference"] = inference.as_dict()
+            report = launcher.run(context, "caption", extras=extras).get_custom_messages()[-1]
+            row = {k: report[k] for k in STAT_KEYS}
+            rows.append(row | {"shard": key, "input_url": urls[key], "output_url": str(output)})
+            reports.append(report)
 
-        row = {k: report[k] for k in STAT_KEYS}
-        row |= {"shard": key, "input_url": urls[key], "output_url": str(output)}
-        examples = pd.DataFrame(report["examples"], columns=["key", "caption"])
-        yield dg.Output(
-            pa.Table.from_pylist([row]),
-            metadata={
-                "source": label,
-                "path": dg.MetadataValue.path(str(output)),
-                **{k: row[k] for k in STAT_KEYS},
-                "cpu_fallback": row["backend"] == "cpu",
-                "format_examples": dg.MetadataValue.json(
-                    {
-                        "class_specific": row["examples_class"],
-                        "fallback": row["examples_fallback"],
-                    }
-                ),
-                "samples_per_second": round(row["samples"] / row["seconds"], 2)
-                if row["seconds"]
-                else 0.0,
-                "sample_captions": dg.MetadataValue.md(examples.to_markdown(index=False)),
-                "errors": dg.MetadataValue.json(report["errors"]),
-            },
-        )
-        share = row["captioned"] / row["samples"] if row["samples"] else 0.0
+        table = pa.Table.from_pylist(rows)
+        if len(keys) > 1:  # the IO manager writes each partition's row under its key
+            table = table.append_column(PARTITION_COLUMN, pa.array(keys, pa.string()))
+        yield dg.Output(table, metadata=shard_metadata(rows, reports, label))
+        samples = sum(r["samples"] for r in rows)
+        share = sum(r["captioned"] for r in rows) / samples if samples else 0.0
         yield dg.AssetCheckResult(
             check_name=CAPTIONED_SHARE_CHECK,
             passed=share >= config.min_captioned_share,
             metadata={
-                "partition": key,
+                "partition": keys[0] if len(keys) == 1 else f"{keys[0]}...{keys[-1]}",
                 "captioned_share": round(share, 4),
                 "threshold": config.min_captioned_share,
+                **(
+                    {}
+                    if len(keys) == 1
+                    else {
+                        "shares": dg.MetadataValue.json(
+                            {
+                                r["shard"]: round(r["captioned"] / r["samples"], 4)
+                                if r["samples"]
+                                else 0.0
+                                for r in rows
+                            }
+                        )
+                    }
+                ),
             },
         )
 
     return captioned_shards
+
+
+def shard_metadata(rows: list[dict], reports: list[dict], label: str) -> dict:
+    """One partition's statistics as they are; several (a multi-partition run): the sums,
+    and each shard's row in a table."""
+    row, report = rows[0], reports[0]
+    if len(rows) > 1:
+        total = {k: sum(r[k] for r in rows) for k in ("samples", "captioned", "seconds")}
+        return {
+            "source": label,
+            "shards": len(rows),
+            **total,
+            "samples_per_second": round(total["samples"] / total["seconds"], 2)
+            if total["seconds"]
+            else 0.0,
+            "per_shard": dg.MetadataValue.md(
+                pd.DataFrame(rows)[["shard", "samples", "captioned", "seconds"]].to_markdown(
+                    index=False
+                )
+            ),
+        }
+    examples = pd.DataFrame(report["examples"], columns=["key", "caption"])
+    return {
+        "source": label,
+        "path": dg.MetadataValue.path(row["output_url"]),
+        **{k: row[k] for k in STAT_KEYS},
+        "cpu_fallback": row["backend"] == "cpu",
+        "format_examples": dg.MetadataValue.json(
+            {"class_specific": row["examples_class"], "fallback": row["examples_fallback"]}
+        ),
+        "samples_per_second": round(row["samples"] / row["seconds"], 2) if row["seconds"] else 0.0,
+        "sample_captions": dg.MetadataValue.md(examples.to_markdown(index=False)),
+        "errors": dg.MetadataValue.json(report["errors"]),
+    }

@@ -19,6 +19,7 @@ import dagster as dg
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from upath import UPath
 
 from biocap_assets.common.files import parquet_bytes
@@ -84,8 +85,10 @@ def add_missing_columns(connection, table: str, source: str) -> list[str]:
     return added
 
 
-def write_table(db: BiocapDuckDB, name: str, table: pa.Table, partition: str | None = None) -> None:
-    """Replace table ``name`` (or only ``partition``'s rows) in one transaction.
+def write_table(
+    db: BiocapDuckDB, name: str, table: pa.Table, partitions: list[str] | None = None
+) -> None:
+    """Replace table ``name`` (or only the rows of ``partitions``) in one transaction.
 
     A partitioned table written by an earlier release gains the columns it lacks (NULL for
     its old rows), so a new column never fails the write. With DuckLake, a commit that
@@ -97,7 +100,7 @@ def write_table(db: BiocapDuckDB, name: str, table: pa.Table, partition: str | N
             connection.register("incoming", table)
             connection.execute("BEGIN TRANSACTION")
             try:
-                if partition is None:
+                if partitions is None:
                     connection.execute(
                         f"CREATE OR REPLACE TABLE main.{name} AS SELECT * FROM incoming"
                     )
@@ -107,7 +110,9 @@ def write_table(db: BiocapDuckDB, name: str, table: pa.Table, partition: str | N
                     )
                     add_missing_columns(connection, f"main.{name}", "incoming")
                     connection.execute(
-                        f"DELETE FROM main.{name} WHERE {PARTITION_COLUMN} = ?", [partition]
+                        f"DELETE FROM main.{name} WHERE {PARTITION_COLUMN} IN "
+                        "(SELECT unnest(?::VARCHAR[]))",
+                        [partitions],
                     )
                     connection.execute(f"INSERT INTO main.{name} BY NAME SELECT * FROM incoming")
                 connection.execute("COMMIT")
@@ -122,6 +127,28 @@ def write_table(db: BiocapDuckDB, name: str, table: pa.Table, partition: str | N
     retry_on_conflict(write)
 
 
+def _with_partitions(context: dg.OutputContext, table: pa.Table) -> tuple[pa.Table, list[str]]:
+    """The table with its partition column, and the partitions it replaces. One partition:
+    the column is added. Several (a multi-partition backfill run): the asset gives each
+    row its partition, and every row must belong to the run's partitions."""
+    keys = list(context.asset_partition_keys)
+    if len(keys) == 1 and PARTITION_COLUMN not in table.column_names:
+        column = pa.array([keys[0]] * table.num_rows, pa.string())
+        return table.append_column(PARTITION_COLUMN, column), keys
+    if PARTITION_COLUMN not in table.column_names:
+        raise dg.Failure(
+            f"{context.asset_key.to_user_string()}: a run of {len(keys)} partitions must give "
+            f"each row its partition in a {PARTITION_COLUMN!r} column"
+        )
+    stray = set(table[PARTITION_COLUMN].to_pylist()) - set(keys)
+    if stray:
+        raise dg.Failure(
+            f"{context.asset_key.to_user_string()}: rows of partitions {sorted(stray)[:3]} "
+            f"outside this run's {keys[0]}...{keys[-1]}"
+        )
+    return table, keys
+
+
 class DuckDBTableIOManager(dg.ConfigurableIOManager):
     duckdb: BiocapDuckDB
     storage: StorageResource
@@ -132,18 +159,23 @@ class DuckDBTableIOManager(dg.ConfigurableIOManager):
         asset = context.asset_key.to_user_string()
         table = _as_arrow(obj, asset)
         name = _table_name(context)
-        partition = single_partition(context)
-        if partition is not None:
-            table = table.append_column(
-                PARTITION_COLUMN, pa.array([partition] * table.num_rows, pa.string())
+        partitions = None
+        if context.has_asset_partitions:
+            table, partitions = _with_partitions(context, table)
+
+        write_table(self.duckdb, name, table, partitions)
+
+        if partitions is None:
+            snapshot = self.storage.write_bytes(
+                "tables", f"{name}.parquet", data=parquet_bytes(table, "zstd")
             )
-
-        write_table(self.duckdb, name, table, partition)
-
-        parts = (
-            ["tables", name, f"{partition}.parquet"] if partition else ["tables", f"{name}.parquet"]
-        )
-        snapshot = self.storage.write_bytes(*parts, data=parquet_bytes(table, "zstd"))
+        else:
+            column = table[PARTITION_COLUMN]
+            for key in partitions:
+                rows = table.filter(pc.equal(column, key))
+                snapshot = self.storage.write_bytes(
+                    "tables", name, f"{key}.parquet", data=parquet_bytes(rows, "zstd")
+                )
         context.add_output_metadata(
             {
                 "table": f"main.{name}",

@@ -24,7 +24,7 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from biocap_assets.common.contract import ERROR_FILE_ENV
+from biocap_assets.common.contract import ERROR_FILE_ENV, NO_RETRY_MARK
 from biocap_assets.common.secrets import redact
 from biocap_assets.resources.k8s import (
     DEFAULT_GPU_WORKERS,
@@ -145,11 +145,16 @@ class LauncherResource(dg.ConfigurableResource):
                 exited = "failed with code" in str(exc)
                 if isinstance(exc, dg.Failure) or not (reason or exited):
                     raise
+                permanent = reason.startswith(NO_RETRY_MARK)
                 raise dg.Failure(
                     description=redact(
                         f"worker {worker} failed: "
-                        + (reason or f"{exc} (no error reported; see the step's stderr)")
+                        + (
+                            reason.removeprefix(NO_RETRY_MARK)
+                            or f"{exc} (no error reported; see the step's stderr)"
+                        )
                     ),
+                    allow_retries=not permanent,
                     metadata={"worker": worker, "command": " ".join(command)},
                 ) from exc
 
@@ -378,9 +383,11 @@ def _failing_with_reason(what: str, delete: Callable[[], None], keep_failed: boo
         succeeded = True
     except PodFailure as exc:
         kept = " (kept for inspection)" if keep_failed else ""
+        reason = str(exc)
         raise dg.Failure(
-            description=redact(f"{what} failed: {exc}{kept}"),
-            metadata={"reason": redact(str(exc)), "kept": keep_failed},
+            description=redact(f"{what} failed: {reason.replace(NO_RETRY_MARK, '')}{kept}"),
+            metadata={"reason": redact(reason), "kept": keep_failed},
+            allow_retries=NO_RETRY_MARK not in reason,
         ) from None
     finally:
         if succeeded or not keep_failed:

@@ -19,7 +19,7 @@ from dagster_pipes import (
     open_dagster_pipes,
 )
 
-from biocap_assets.common.contract import ERROR_FILE_ENV
+from biocap_assets.common.contract import ERROR_FILE_ENV, NO_RETRY_MARK, BadInput
 from biocap_assets.common.secrets import RedactingStream, redact
 
 
@@ -75,7 +75,8 @@ def _record_error(exc: BaseException) -> None:
     path = os.environ.get(ERROR_FILE_ENV)
     if path:
         with open(path, "w", encoding="utf-8") as f:
-            f.write(redact(f"{type(exc).__name__}: {exc}"))
+            mark = NO_RETRY_MARK if isinstance(exc, BadInput) else ""
+            f.write(redact(f"{mark}{type(exc).__name__}: {exc}"))
 
 
 @contextmanager
