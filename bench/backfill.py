@@ -331,6 +331,7 @@ def run_variant(name: str, root: Path, shards_url: str, partitions: int, concurr
         "last_tenth_start_to_end_s": median(phases(r)["start to end"] for r in runs[-tenth:]),
         "daemon_peak_rss_mb": peak / 2**20,
         "daemon_rss_first_tenth_mb": median(samples[: max(1, len(samples) // 10)]) / 2**20,
+        "daemon_rss_half_mb": samples[len(samples) // 2] / 2**20,
         "daemon_rss_last_tenth_mb": median(samples[-max(1, len(samples) // 10) :]) / 2**20,
         "partitions_page_s": page,
     }

@@ -6,18 +6,26 @@ Same tiny model (``biocap-tiny``), same demo shards (captioned with the CPU
 template captioner; a ``txt`` member added for open_clip_train, which reads
 captions from it), same batch size, one process each, run side by side:
 
-- training: samples/s per device as each loop reports it over its logging windows
-  (open_clip_train's "/s/gpu"; ours "samples/s/device"), the first window dropped;
+- steady state: samples/s per device as each loop reports it at its log lines (ours: the
+  window since the last line; open_clip_train's "/s/gpu": the step before the line), the
+  median after the first two;
+- start-up: seconds from launching the process until it logs its first step;
 - data loading only: batches from each loader, no model.
+
+``--load N`` runs N busy processes alongside both (the same load for both sides).
 
 Ours tokenises all six texts of every sample (one is used per step); open_clip_train
 tokenises one caption. Also: ``--gpu`` measures ViT-B-16 bf16 training throughput on
-an accelerator with synthetic batches (pairs/s/GPU and the share of peak FLOP/s).
+an accelerator with synthetic batches (pairs/s/GPU and the share of peak FLOP/s) for each
+speed option of the training config (fused AdamW, channels-last, torch.compile, gradient
+checkpointing with batches of 512 and 1024), the model and optimizer made by the training
+loop's own ``speed_options``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -97,12 +105,32 @@ def prepare_shards(folder: Path) -> list[str]:
     return urls
 
 
-def windows(pattern: str, text: str) -> list[float]:
-    values = [float(v) for v in re.findall(pattern, text)]
-    return values[1:] if len(values) > 1 else values
+def timed_run(command: list[str], env: dict, first_step: str) -> tuple[str, float | None]:
+    """Run ``command``; its output, and the seconds from launch until a line matching
+    ``first_step`` arrived (the first training step, as the process itself logs it)."""
+    started = time.monotonic()
+    first = None
+    lines = []
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    ) as process:
+        for line in process.stdout:
+            lines.append(line)
+            if first is None and re.search(first_step, line):
+                first = time.monotonic() - started
+    text = "".join(lines)
+    if process.returncode != 0:
+        raise RuntimeError(f"{command[:4]} failed:\n{text[-3000:]}")
+    return text, first
 
 
-def run_ours(urls: list[str], out: Path, steps: int, batch: int) -> dict:
+def steady(values: list[float]) -> float:
+    """The median of the windows after the first two (start-up excluded)."""
+    values = values[2:] if len(values) > 3 else values
+    return statistics.median(values)
+
+
+def run_ours(urls: list[str], out: Path, steps: int, batch: int, threads: str) -> dict:
     config = {
         "epochs": 1,
         "samples_per_epoch": steps * batch,
@@ -110,7 +138,7 @@ def run_ours(urls: list[str], out: Path, steps: int, batch: int) -> dict:
         "log_every": 5,
         "warmup": 5,
     }
-    done = subprocess.run(
+    text, first = timed_run(
         [
             sys.executable,
             "-m",
@@ -122,16 +150,14 @@ def run_ours(urls: list[str], out: Path, steps: int, batch: int) -> dict:
             "--config",
             json.dumps(config),
         ],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "OMP_NUM_THREADS": "2"},
+        {**os.environ, "OMP_NUM_THREADS": threads},
+        r"first step done",
     )
-    rates = windows(r"([\d.]+) samples/s/device", done.stderr + done.stdout)
-    return {"samples_per_second": statistics.median(rates), "windows": len(rates)}
+    rates = [float(v) for v in re.findall(r"([\d.]+) samples/s/device \(this window\)", text)]
+    return {"steady": steady(rates), "windows": len(rates), "first_step_s": first}
 
 
-def run_open_clip(urls: list[str], logs: Path, steps: int, batch: int) -> dict:
+def run_open_clip(urls: list[str], logs: Path, steps: int, batch: int, threads: str) -> dict:
     argv = [
         "--train-data",
         "::".join(urls),
@@ -163,17 +189,14 @@ def run_open_clip(urls: list[str], logs: Path, steps: int, batch: int) -> dict:
         "--device",
         "cpu",
     ]
-    done = subprocess.run(
+    text, first = timed_run(
         [sys.executable, "-c", OPENCLIP_RUNNER, *argv],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "2"},
+        {**os.environ, "OMP_NUM_THREADS": threads},
+        r"Train Epoch: 0 \[",
     )
-    text = done.stdout + done.stderr
-    if done.returncode != 0:
-        raise RuntimeError(f"open_clip_train failed:\n{text[-3000:]}")
-    rates = windows(r"([\d.]+)/s/gpu", text)
-    return {"samples_per_second": statistics.median(rates), "windows": len(rates)}
+    # its "/s/gpu" is the rate of the step just before each log line
+    rates = [float(v) for v in re.findall(r"([\d.]+)/s/gpu", text)]
+    return {"steady": steady(rates), "windows": len(rates), "first_step_s": first}
 
 
 def run_loader(mode: str, urls: list[str], batches: int, batch: int) -> float:
@@ -186,17 +209,38 @@ def run_loader(mode: str, urls: list[str], batches: int, batch: int) -> float:
     return json.loads(done.stdout.strip().splitlines()[-1])["samples_per_second"]
 
 
-def gpu_throughput(batch: int = 256, steps: int = 20) -> None:
-    """ViT-B-16 bf16 training steps on synthetic batches; FLOPs counted by PyTorch."""
+GPU_VARIANTS = (
+    ("baseline, batch 256", {}, 256),
+    ("fused AdamW", {"fused_adamw": True}, 256),
+    ("channels-last", {"channels_last": True}, 256),
+    ("torch.compile", {"compile": True}, 256),
+    ("all three", {"fused_adamw": True, "channels_last": True, "compile": True}, 256),
+    ("grad checkpointing, batch 512", {"grad_checkpointing": True}, 512),
+    ("grad checkpointing, batch 1024", {"grad_checkpointing": True}, 1024),
+    (
+        "all three + grad checkpointing, batch 1024",
+        {"fused_adamw": True, "channels_last": True, "compile": True, "grad_checkpointing": True},
+        1024,
+    ),
+)
+
+
+def gpu_throughput(options: dict, batch: int, steps: int = 20) -> tuple[float, float]:
+    """ViT-B-16 bf16 training steps on synthetic batches, the model and optimizer made by
+    the training loop's own ``speed_options``; pairs/s/GPU and the share of peak."""
     import torch
     from open_clip import ClipLoss
     from torch.utils.flop_counter import FlopCounterMode
 
+    from biocap_assets.training.config import UPSTREAM
+    from biocap_assets.training.loop import speed_options
     from biocap_assets.training.model import create_model
 
+    config = dataclasses.replace(UPSTREAM, grad_checkpointing=False, **options)
     model, *_ = create_model("ViT-B-16", device="cuda")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    model, optimizer = speed_options(model, config)
     loss_fn = ClipLoss()
+    memory = torch.channels_last if config.channels_last else torch.contiguous_format
 
     def step(images, tokens, projector):
         with torch.autocast("cuda", dtype=torch.bfloat16):
@@ -205,36 +249,54 @@ def gpu_throughput(batch: int = 256, steps: int = 20) -> None:
         loss.backward()
 
     small = 8
-    with FlopCounterMode(display=False) as counter:
-        step(
+    plain = create_model("ViT-B-16", device="cuda")[0]  # FLOPs counted without compile
+    with FlopCounterMode(display=False) as counter, torch.autocast("cuda", dtype=torch.bfloat16):
+        out = plain(
             torch.randn(small, 3, 224, 224, device="cuda"),
             torch.randint(0, 49408, (small, 77), device="cuda"),
             "taxonomic",
         )
+        loss_fn(out["image_features"], out["text_features"], out["logit_scale"]).backward()
     flops_per_pair = counter.get_total_flops() / small
-    optimizer.zero_grad(set_to_none=True)
+    del plain
 
-    images = torch.randn(batch, 3, 224, 224, device="cuda")
+    images = torch.randn(batch, 3, 224, 224, device="cuda").to(memory_format=memory)
     tokens = torch.randint(0, 49408, (batch, 77), device="cuda")
-    for i in range(steps + 5):
-        if i == 5:
+    for i in range(steps + 10):  # 10 warm-up steps (compilation happens there)
+        if i == 10:
             torch.cuda.synchronize()
             start = time.perf_counter()
         step(images, tokens, "caption" if i % 2 else "taxonomic")
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
-    pairs = batch * steps / seconds
-    achieved = pairs * flops_per_pair
+    pairs = batch * steps / (time.perf_counter() - start)
     peak = 989e12  # dense bf16 of the H100/H200 SXM (vendor datasheet)
-    print(
-        f"{torch.cuda.get_device_name()}: ViT-B-16 bf16, batch {batch}, fp32 master "
-        f"weights, no grad checkpointing: {pairs:.0f} pairs/s/GPU; "
-        f"{flops_per_pair / 1e9:.1f} GFLOP per pair (forward+backward, counted); "
-        f"{achieved / 1e12:.0f} TFLOP/s = {100 * achieved / peak:.1f}% of the "
-        f"{peak / 1e12:.0f} TFLOP/s dense bf16 peak"
-    )
+    return pairs, pairs * flops_per_pair / peak
+
+
+def gpu_variants() -> None:
+    import torch
+
+    print(f"{torch.cuda.get_device_name()}: ViT-B-16 bf16 (autocast), fp32 master weights")
+    print("| variant | batch | pairs/s/GPU | share of dense bf16 peak |")
+    print("| --- | ---: | ---: | ---: |")
+    base = None
+    for name, options, batch in GPU_VARIANTS:
+        try:
+            pairs, share = gpu_throughput(options, batch)
+        except torch.OutOfMemoryError:
+            print(f"| {name} | {batch} | out of memory | |")
+            continue
+        finally:
+            torch.cuda.empty_cache()
+        base = base or pairs
+        print(f"| {name} | {batch} | {pairs:.0f} ({pairs / base:.2f}x) | {100 * share:.1f}% |")
+
+
+def busy(count: int) -> list[subprocess.Popen]:
+    """``count`` processes that each keep one core busy (stopped by their pids)."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
 
 
 def main() -> None:
@@ -243,32 +305,62 @@ def main() -> None:
     )
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--load", type=int, default=0, help="busy processes running alongside")
+    parser.add_argument("--threads", default="2", help="OMP_NUM_THREADS of both trainings")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each side; medians")
     parser.add_argument("--gpu", action="store_true")
     args = parser.parse_args()
     if args.gpu:
-        for batch in (128, 256):
-            gpu_throughput(batch)
+        gpu_variants()
         return
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         urls = prepare_shards(folder)
-        ours = run_ours(urls, folder / "ours", args.steps, args.batch_size)
-        theirs = run_open_clip(urls, folder / "open_clip_logs", args.steps, args.batch_size)
-        ours_loader = run_loader("ours", urls, args.steps, args.batch_size)
-        theirs_loader = run_loader("open_clip", urls, args.steps, args.batch_size)
+        load = busy(args.load)
+        try:
+            runs = {"ours": [], "theirs": []}
+            for i in range(args.repeat):  # alternating, so drift hits both sides alike
+                runs["ours"].append(
+                    run_ours(urls, folder / f"ours-{i}", args.steps, args.batch_size, args.threads)
+                )
+                runs["theirs"].append(
+                    run_open_clip(
+                        urls, folder / f"logs-{i}", args.steps, args.batch_size, args.threads
+                    )
+                )
+            ours, theirs = (
+                {
+                    k: statistics.median(r[k] for r in runs[side])
+                    for k in ("steady", "windows", "first_step_s")
+                }
+                for side in ("ours", "theirs")
+            )
+            ours_loader = run_loader("ours", urls, args.steps, args.batch_size)
+            theirs_loader = run_loader("open_clip", urls, args.steps, args.batch_size)
+        finally:
+            for process in load:
+                process.kill()
+                process.wait()
     print(
-        f"training, samples/s/device (median of logging windows): "
-        f"ours {ours['samples_per_second']:.1f} ({ours['windows']} windows), "
-        f"open_clip_train {theirs['samples_per_second']:.1f} ({theirs['windows']} windows)"
+        f"background load: {args.load} busy process(es); OMP_NUM_THREADS={args.threads}; "
+        f"medians of {args.repeat} runs of each side"
+    )
+    print("| | ours | open_clip_train | ratio |")
+    print("| --- | ---: | ---: | ---: |")
+    print(
+        f"| steady state, samples/s/device (median window after the first two; "
+        f"{ours['windows']} / {theirs['windows']} windows) | {ours['steady']:.1f} | "
+        f"{theirs['steady']:.1f} | {ours['steady'] / theirs['steady']:.2f} |"
     )
     print(
-        f"  ratio ours / open_clip_train: "
-        f"{ours['samples_per_second'] / theirs['samples_per_second']:.2f} (target >= 1)"
+        f"| seconds from launch to the first step | {ours['first_step_s']:.1f} | "
+        f"{theirs['first_step_s']:.1f} | {ours['first_step_s'] / theirs['first_step_s']:.2f} |"
     )
     print(
-        f"data loading only, samples/s: ours {ours_loader:.1f}, open_clip_train "
-        f"{theirs_loader:.1f}; ratio {ours_loader / theirs_loader:.2f}"
+        f"| data loading only, samples/s | {ours_loader:.1f} | {theirs_loader:.1f} | "
+        f"{ours_loader / theirs_loader:.2f} |"
     )
+    print("targets: steady-state ratio >= 1.0; first step no later than open_clip_train's")
 
 
 if __name__ == "__main__":

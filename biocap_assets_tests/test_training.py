@@ -503,3 +503,5 @@ def test_another_training_config_is_another_run_more_epochs_the_same():
     assert replace(upstream, lr=5e-4).identity() != upstream.identity()
     assert replace(upstream, epochs=60).identity() == upstream.identity(), "resumes, longer"
     assert replace(upstream, workers=16).identity() == upstream.identity(), "speed only"
+    for speed in ("compile", "fused_adamw", "channels_last"):
+        assert replace(upstream, **{speed: True}).identity() == upstream.identity(), speed

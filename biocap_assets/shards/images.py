@@ -5,9 +5,11 @@ every entropy-coded byte): any damage Pillow finds is caught. ``structure`` read
 says an image is whole: for JPEG the markers up to the scan (each segment's length within
 the file, a frame header before the scan) and an end-of-image marker after it (the coded
 data can hold no ``FF D9``: a cut file has none); for PNG the chunk lengths and CRCs, an
-``IHDR`` first and image data, ending at a chunk boundary. It misses damage inside the coded data that leaves the
-structure intact, at a fraction of the cost. Other formats are decoded. Both hold every image
-to the pixel cap (``common.images.MAX_PIXELS``) before anything is decoded.
+``IHDR`` first and image data, ending at a chunk boundary. It misses damage inside the
+coded data that leaves the structure intact (and refuses a PNG cut inside its final, empty
+``IEND``, which Pillow would still read), at a fraction of the cost. Other formats are
+decoded. Both hold every image to the pixel cap (``common.images.MAX_PIXELS``) before
+anything is decoded.
 
 With ``workers`` above 1, decoding is spread over a process pool (spawned, never forked: the
 caption worker may hold a GPU context).

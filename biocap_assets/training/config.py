@@ -36,6 +36,12 @@ class TrainConfig:
     shuffle_buffer: int = 5000
     log_every: int = 50
     val_batch_size: int = 256
+    # Speed only, off by default where they change the numbers (bench/train.py --gpu
+    # measures each): torch.compile of the model, PyTorch's fused AdamW kernel, images in
+    # channels-last memory format.
+    compile: bool = False
+    fused_adamw: bool = False
+    channels_last: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -46,7 +52,16 @@ class TrainConfig:
         import hashlib
         import json
 
-        ignored = {"epochs", "workers", "log_every", "val_batch_size", "grad_checkpointing"}
+        ignored = {
+            "epochs",
+            "workers",
+            "log_every",
+            "val_batch_size",
+            "grad_checkpointing",
+            "compile",
+            "fused_adamw",
+            "channels_last",
+        }
         fields_ = {k: v for k, v in self.as_dict().items() if k not in ignored}
         return hashlib.sha256(json.dumps(fields_, sort_keys=True).encode()).hexdigest()[:8]
 

@@ -93,6 +93,27 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     ]
 
 
+def speed_options(model: DualProjectionCLIP, config: TrainConfig):
+    """The model as the config's speed options want it, and its AdamW optimizer."""
+    if config.grad_checkpointing:
+        model.set_grad_checkpointing(True)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(
+        param_groups(model, config.weight_decay),
+        lr=config.lr,
+        betas=(config.beta1, config.beta2),
+        eps=config.eps,
+        **({"fused": True} if config.fused_adamw else {}),
+    )
+    if config.compile:
+        # each tower compiled in place (its forward is what encode_image / encode_text
+        # call): the modules, and their state_dict keys, stay as they are
+        model.clip.visual.compile()
+        model.clip.transformer.compile()
+    return model, optimizer
+
+
 # our precision names -> open_clip_train's (``--precision``)
 _PRECISION = {"bf16": "amp_bf16", "fp16": "amp", "fp32": "fp32"}
 
@@ -282,6 +303,7 @@ def train_one_epoch(
     config, env, model, optimizer = run.config, run.env, run.model, run.optimizer
     window_start, window_samples = time.perf_counter(), 0
     autocast = autocast_for(config, env.device)
+    memory_format = torch.channels_last if config.channels_last else torch.preserve_format
     step_loss = float("nan")
     for i in range(run.steps_per_epoch):
         step = epoch * run.steps_per_epoch + i
@@ -295,7 +317,7 @@ def train_one_epoch(
             images, tokens = next(batches)
             micro_batches.append(
                 (
-                    images.to(env.device, non_blocking=True),
+                    images.to(env.device, non_blocking=True, memory_format=memory_format),
                     tokens[:, column].to(env.device, non_blocking=True),
                 )
             )
@@ -304,9 +326,13 @@ def train_one_epoch(
         optimizer.step()
         model.clamp_logit_scales()
         done = step + 1
+        if env.is_main and done == run.steps_done_before + 1:
+            log(f"first step done {time.perf_counter() - started:.2f} s after the loop started")
         if env.is_main and (done % config.log_every == 0 or done == run.total_steps):
-            elapsed = time.perf_counter() - window_start
+            now = time.perf_counter()
+            elapsed = now - window_start
             rate = window_samples / elapsed if elapsed else 0.0
+            window_start, window_samples = now, 0  # the next window starts here
             run.history.append(
                 {
                     "step": done,
@@ -322,7 +348,7 @@ def train_one_epoch(
             log(
                 f"step {done}/{run.total_steps} ({100 * done / run.total_steps:.0f}%) epoch "
                 f"{epoch + 1} loss {step_loss:.4f} lr {lr:.2e} text {text_type} "
-                f"{rate:.1f} samples/s/device, ETA {format_seconds(eta)}"
+                f"{rate:.1f} samples/s/device (this window), ETA {format_seconds(eta)}"
             )
     return step_loss
 
@@ -377,14 +403,7 @@ def prepare(config: TrainConfig, job: TrainJob, log) -> Run | dict:
     model, preprocess_train, preprocess_val, tokenizer = create_model(
         config.model, config.pretrained, env.device
     )
-    if config.grad_checkpointing:
-        model.set_grad_checkpointing(True)
-    optimizer = torch.optim.AdamW(
-        param_groups(model, config.weight_decay),
-        lr=config.lr,
-        betas=(config.beta1, config.beta2),
-        eps=config.eps,
-    )
+    model, optimizer = speed_options(model, config)
     out_dir = UPath(job.out_dir)
     samples_per_epoch = config.samples_per_epoch or job.train_samples
     global_batch = config.batch_size * env.world_size * config.accum_freq
