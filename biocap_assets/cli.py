@@ -39,11 +39,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     import dagster as dg
 
-    from biocap_assets.definitions import defs
     from biocap_assets.jobs import run_everything
 
     instance = dg.DagsterInstance.get()
-    results = run_everything(defs, instance)
+    results = run_everything(instance)
     print()
     for result in results:
         for event in result.get_asset_materialization_events():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import dagster as dg
 
 TEXT_ASSETS = ["taxa_table", "wiki_pages", "visual_descriptions"]
@@ -26,27 +28,64 @@ train_and_evaluate = dg.define_asset_job(
 ALL_JOBS = [prepare_text, caption_backfill, train_and_evaluate]  # in dependency order
 
 
+# The code location `make dev` serves (workspace.yaml's location_name, pyproject.toml's
+# [tool.dagster] code_location_name).
+LOCATION = "biocap"
+DEFINITIONS_MODULE = "biocap_assets.definitions"
+
+
 def run_everything(
-    defs: dg.Definitions, instance: dg.DagsterInstance, raise_on_error: bool = False
-) -> list[dg.ExecuteInProcessResult]:
-    """Every job in dependency order, each partition of a partitioned job in its own run;
-    stops at the first failed run."""
+    instance: dg.DagsterInstance, raise_on_error: bool = False
+) -> list[dg.ExecutionResult]:
+    """Every job in dependency order, each partition of a partitioned job in its own run,
+    executed in this process; stops at the first failed run.
+
+    Each run is recorded as a launch from the ``biocap`` code location would record it: with
+    that location's origin and the job's own snapshot (not the in-process variant that
+    ``execute_in_process`` makes). So `make dev` lists the demo's runs on the job pages and
+    the timeline, and re-executes them without a version warning. The definitions are those
+    of the imported ``biocap_assets.definitions`` module.
+    """
+    # Dagster has no public call for "execute here a run as launched from this code
+    # location"; these are the pieces its own `dagster job launch` and test harness use.
+    from dagster._core.execution.api import execute_run
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin
+    from dagster._core.remote_representation.code_location import InProcessCodeLocation
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+    from dagster._utils.hosted_user_process import recon_job_from_origin
+
+    origin = InProcessCodeLocationOrigin(
+        LoadableTargetOrigin(executable_path=sys.executable, module_name=DEFINITIONS_MODULE),
+        location_name=LOCATION,
+    )
     results = []
-    for job in ALL_JOBS:
-        job_def = defs.resolve_job_def(job.name)
-        partitions = job_def.partitions_def
-        keys = (
-            partitions.get_partition_keys(dynamic_partitions_store=instance)
-            if partitions
-            else [None]
-        )
-        for key in keys:
-            result = job_def.execute_in_process(
-                instance=instance, partition_key=key, raise_on_error=raise_on_error
+    with InProcessCodeLocation(origin, instance=instance) as location:
+        (repository,) = location.get_repositories().values()
+        for job in ALL_JOBS:
+            remote_job = repository.get_full_job(job.name)
+            recon_job = recon_job_from_origin(remote_job.get_python_origin())
+            job_def = recon_job.get_definition()
+            partitions = job_def.partitions_def
+            keys = (
+                partitions.get_partition_keys(dynamic_partitions_store=instance)
+                if partitions
+                else [None]
             )
-            results.append(result)
-            if not result.success:
-                return results
+            for key in keys:
+                run = instance.create_run_for_job(
+                    job_def=job_def,
+                    tags=(
+                        {**job_def.tags, **job_def.get_tags_for_partition_key(key, None)}
+                        if key
+                        else job_def.tags
+                    ),
+                    remote_job_origin=remote_job.get_remote_origin(),
+                    job_code_origin=remote_job.get_python_origin(),
+                )
+                result = execute_run(recon_job, run, instance, raise_on_error=raise_on_error)
+                results.append(result)
+                if not result.success:
+                    return results
     return results
 
 

@@ -10,9 +10,14 @@ def test_whole_graph_on_the_demo_world(fresh_defs, biocap_home, monkeypatch, tmp
     from biocap_assets.jobs import run_everything
 
     instance = dg.DagsterInstance.ephemeral()
-    results = run_everything(fresh_defs, instance)
+    results = run_everything(instance)  # fresh_defs: the reloaded definitions module
     assert all(r.success for r in results)
     assert len(results) == 1 + 4 + 1, "text assets, one run per demo shard, then train+eval"
+    # recorded as runs of the code location `make dev` serves (the UI filters on this tag)
+    listed = instance.get_runs(dg.RunsFilter(tags={".dagster/repository": "__repository__@biocap"}))
+    assert {r.run_id for r in listed} == {r.run_id for r in results}
+    runs = [instance.get_run_by_id(r.run_id) for r in results]
+    assert [r.tags.get("dagster/partition") for r in runs[1:5]] == [f"{i:06d}" for i in range(4)]
     checks = {
         (c.check_name, c.partition): c.passed
         for r in results

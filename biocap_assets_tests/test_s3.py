@@ -98,8 +98,8 @@ def test_whole_demo_graph_on_s3_with_a_ducklake_catalog(
     monkeypatch.setenv(
         "BIOCAP_DUCKLAKE_CATALOG", postgres.ducklake_catalog(postgres.create_database("s3lake"))
     )
-    defs = importlib.reload(definitions).defs
-    results = run_everything(defs, dg.DagsterInstance.ephemeral())
+    importlib.reload(definitions)  # the definitions read this test's environment
+    results = run_everything(dg.DagsterInstance.ephemeral())
     assert all(r.success for r in results)
     assert not (biocap_home / "biocap.duckdb").exists(), "production writes no DuckDB file"
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from biocap_assets_tests.conftest import BIOCAP_ENV
 from biocap_assets_tests.dagster_dev import dagster_dev, graphql
 
 CHROMIUM = "/usr/bin/chromium"
@@ -139,19 +140,38 @@ def ui(tmp_path: Path, demo_world):
             shutil.copy(log, tmp_path / "dagster-dev.kept.log")
 
 
-@pytest.fixture
-def demo_ui(tmp_path: Path, demo_world):
-    """The whole demo graph materialized by `biocap demo`, then shown by `dagster dev`."""
+@pytest.fixture(scope="module")
+def demo_ui(tmp_path_factory: pytest.TempPathFactory, demo_world):
+    """The whole demo graph materialized by `biocap demo`, then shown by `dagster dev`
+    (one of each for the tests of this module that read what the demo left)."""
+    tmp_path = tmp_path_factory.mktemp("demo_ui")
     home = tmp_path / "home"
     home.mkdir()
     os.symlink(demo_world.root, home / "demo")
-    # `biocap demo` keeps its runs in $BIOCAP_HOME/dagster, where dagster_dev looks too
-    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
-    env["BIOCAP_HOME"] = str(home)
-    biocap = str(Path(sys.executable).with_name("biocap"))
-    subprocess.run([biocap, "demo"], env=env, check=True, timeout=900)
-    with dagster_dev(home, tmp_path / "dagster-dev.log") as base_url:
-        yield base_url
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        # module-scoped, so conftest's per-test clean-up has not run yet: do it here
+        for name in (*BIOCAP_ENV, "DAGSTER_HOME"):
+            monkeypatch.delenv(name, raising=False)
+        # `biocap demo` keeps its runs in $BIOCAP_HOME/dagster, where dagster_dev looks too
+        env = {**os.environ, "BIOCAP_HOME": str(home)}
+        biocap = str(Path(sys.executable).with_name("biocap"))
+        subprocess.run([biocap, "demo"], env=env, check=True, timeout=900)
+        with dagster_dev(home, tmp_path / "dagster-dev.log") as base_url:
+            yield base_url
+
+
+JOB_RUNS = """
+query ($job: String!) {
+  pipelineOrError(params: {pipelineName: $job, repositoryName: "__repository__",
+                           repositoryLocationName: "biocap"}) {
+    ... on Pipeline { pipelineSnapshotId runs { runId status pipelineSnapshotId } }
+  }
+}"""
+SENSOR_TICKS = """
+{ sensorOrError(sensorSelector: {repositoryName: "__repository__",
+    repositoryLocationName: "biocap", sensorName: "evaluate_new_checkpoints"}) {
+    ... on Sensor { sensorState { ticks(limit: 10) { status runIds } } } } }"""
+ALL_RUNS = "{ runsOrError { ... on Runs { results { runId } } } }"
 
 
 def _open_browser(playwright):
@@ -266,6 +286,51 @@ def test_materialize_and_backfill_from_the_ui(ui, page, screenshots: Path) -> No
         page.get_by_text(re.compile(rf"shard {BACKFILL[0]}: .* MB/s, ETA")).first
     ).to_be_visible()
     page.screenshot(path=screenshots / "run-logs.png")
+
+
+def test_the_demos_runs_belong_to_the_served_code_location(demo_ui, screenshots) -> None:
+    """`biocap demo` then `make dev`: the demo's runs on the job pages, with the served
+    job's own snapshot (re-execution without a version warning), and the automation
+    sensor does not evaluate the checkpoint the demo already evaluated."""
+    base_url = demo_ui
+    demo_runs = {r["runId"] for r in graphql(base_url, ALL_RUNS)["runsOrError"]["results"]}
+    assert len(demo_runs) == 6, demo_runs  # text, four shards, train and evaluate
+    for job in ("prepare_text", "caption_backfill", "train_and_evaluate"):
+        served = graphql(base_url, JOB_RUNS, {"job": job})["pipelineOrError"]
+        assert served["runs"], f"{job}: the job's page would say 'No runs found'"
+        for run in served["runs"]:
+            assert run["status"] == "SUCCESS", run
+            assert run["pipelineSnapshotId"] == served["pipelineSnapshotId"], (job, run)
+
+    with sync_api.sync_playwright() as playwright:
+        browser = _open_browser(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.set_default_timeout(30_000)
+            page.goto(f"{base_url}/locations/biocap/jobs/prepare_text/runs")
+            _skip_community_dialog(page)
+            (run_id,) = [
+                r["runId"]
+                for r in graphql(base_url, JOB_RUNS, {"job": "prepare_text"})["pipelineOrError"][
+                    "runs"
+                ]
+            ]
+            sync_api.expect(page.get_by_text(run_id[:8], exact=True).first).to_be_visible()
+            sync_api.expect(page.get_by_text("No runs found")).to_have_count(0)
+            page.screenshot(path=screenshots / "job-runs.png")
+        finally:
+            browser.close()
+
+    # the automation sensor ticks (every 30 s) and requests nothing: the demo's own run
+    # evaluated its checkpoint
+    ticks = _wait(
+        "an evaluate_new_checkpoints tick",
+        lambda: graphql(base_url, SENSOR_TICKS)["sensorOrError"]["sensorState"]["ticks"],
+        timeout=180.0,
+    )
+    assert all(not tick["runIds"] for tick in ticks), ticks
+    now = {r["runId"] for r in graphql(base_url, ALL_RUNS)["runsOrError"]["results"]}
+    assert now == demo_runs, "a run nobody asked for"
 
 
 def test_training_and_evaluation_show_plots_checks_and_automation(demo_ui, screenshots) -> None:
