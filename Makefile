@@ -49,11 +49,11 @@ lint: install
 	$(BIN)/ruff format --check biocap_assets biocap_assets_tests bench
 	$(BIN)/lint-imports
 
-## The Dagster UI on http://127.0.0.1:3000 with the local instance in $BIOCAP_HOME/dagster.
+## The Dagster UI on http://127.0.0.1:$(PORT) (default 3000) with the instance `make demo`
+## used ($BIOCAP_HOME/dagster); a busy port fails at once.
+PORT ?= 3000
 dev: install
-	mkdir -p $(BIOCAP_HOME)/dagster
-	test -f $(BIOCAP_HOME)/dagster/dagster.yaml || cp dagster.yaml $(BIOCAP_HOME)/dagster/
-	DAGSTER_HOME=$(BIOCAP_HOME)/dagster $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(BIN)/biocap dev --port $(PORT)
 
 ## Benchmarks (see BENCHMARKS.md); ROWS=1000000 for a quicker taxa run.
 bench: install

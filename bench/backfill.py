@@ -2,8 +2,8 @@
 
     python bench/backfill.py [--partitions 160] [--concurrency 2] [--variants before,after]
 
-For each variant: a fresh ``DAGSTER_HOME`` with this repo's ``dagster.yaml`` (plus the
-variant's changes), a world of ``--partitions`` small demo shards (the demo's four,
+For each variant: a fresh ``DAGSTER_HOME`` with biocap's ``biocap_assets/dagster.yaml``
+(plus the variant's changes), a world of ``--partitions`` small demo shards (the demo's four,
 hard-linked under new names), ``dagster dev`` (webserver and daemon) in its own process
 group, and one backfill of all partitions through the webserver's GraphQL API
 (``launchPartitionBackfill``, the UI's own call). It waits for the backfill to finish and
@@ -265,7 +265,7 @@ def run_variant(name: str, root: Path, shards_url: str, partitions: int, concurr
     shutil.rmtree(home, ignore_errors=True)
     dagster_home = home / "dagster"
     dagster_home.mkdir(parents=True)
-    config = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    config = yaml.safe_load((REPO / "biocap_assets" / "dagster.yaml").read_text())
     config["concurrency"]["runs"]["max_concurrent_runs"] = concurrency
     # the gpu pool as large as the run limit (as on a machine with that many GPUs), so
     # the runs, not the pool, are what is measured

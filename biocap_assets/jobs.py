@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 import dagster as dg
 
@@ -35,7 +36,10 @@ DEFINITIONS_MODULE = "biocap_assets.definitions"
 
 
 def run_everything(
-    instance: dg.DagsterInstance, raise_on_error: bool = False
+    instance: dg.DagsterInstance,
+    raise_on_error: bool = False,
+    console_level: str = "DEBUG",
+    on_event: Callable[[dg.EventLogEntry], None] | None = None,
 ) -> list[dg.ExecutionResult]:
     """Every job in dependency order, each partition of a partitioned job in its own run,
     executed in this process; stops at the first failed run.
@@ -45,6 +49,9 @@ def run_everything(
     ``execute_in_process`` makes). So `make dev` lists the demo's runs on the job pages and
     the timeline, and re-executes them without a version warning. The definitions are those
     of the imported ``biocap_assets.definitions`` module.
+
+    ``console_level``: what Dagster's console logger prints (every event still reaches the
+    instance's event log); ``on_event``: called with each event of each run.
     """
     # Dagster has no public call for "execute here a run as launched from this code
     # location"; these are the pieces its own `dagster job launch` and test harness use.
@@ -74,6 +81,7 @@ def run_everything(
             for key in keys:
                 run = instance.create_run_for_job(
                     job_def=job_def,
+                    run_config={"loggers": {"console": {"config": {"log_level": console_level}}}},
                     tags=(
                         {**job_def.tags, **job_def.get_tags_for_partition_key(key, None)}
                         if key
@@ -82,6 +90,8 @@ def run_everything(
                     remote_job_origin=remote_job.get_remote_origin(),
                     job_code_origin=remote_job.get_python_origin(),
                 )
+                if on_event:
+                    instance.add_event_listener(run.run_id, on_event)
                 result = execute_run(recon_job, run, instance, raise_on_error=raise_on_error)
                 results.append(result)
                 if not result.success:

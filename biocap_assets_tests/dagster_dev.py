@@ -54,10 +54,10 @@ def _stop_group(process: subprocess.Popen, grace: float = 20.0) -> None:
 
 @contextmanager
 def dagster_dev(biocap_home: Path, log_path: Path, timeout: float = 180.0) -> Iterator[str]:
-    """Yield the base URL of a `dagster dev` (webserver + daemon) on 127.0.0.1."""
+    """Yield the base URL of `biocap dev` (dagster dev: webserver + daemon) on 127.0.0.1."""
     dagster_home = biocap_home / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
+    shutil.copy(REPO / "biocap_assets" / "dagster.yaml", dagster_home / "dagster.yaml")
     port = free_port()
     env = {
         **os.environ,
@@ -65,16 +65,8 @@ def dagster_dev(biocap_home: Path, log_path: Path, timeout: float = 180.0) -> It
         "DAGSTER_HOME": str(dagster_home),
         "PYTHONUNBUFFERED": "1",
     }
-    command = [
-        str(Path(sys.executable).with_name("dagster")),
-        "dev",
-        "-w",
-        str(REPO / "workspace.yaml"),
-        "-h",
-        "127.0.0.1",
-        "-p",
-        str(port),
-    ]
+    # `biocap dev` (what `make dev` runs): dagster dev serving the `biocap` location
+    command = [str(Path(sys.executable).with_name("biocap")), "dev", "--port", str(port)]
     base_url = f"http://127.0.0.1:{port}"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(

@@ -1,6 +1,6 @@
 """A 12-partition captioned_shards backfill through the real daemon, with failures.
 
-`dagster dev` (webserver + daemon) on 127.0.0.1 with this repo's dagster.yaml; the
+`dagster dev` (webserver + daemon) on 127.0.0.1 with biocap's dagster.yaml; the
 backfill is launched with the webserver's GraphQL call, as the UI launches it. One worker
 is killed with SIGKILL mid-backfill: that partition alone retries (after the retry
 policy's wait, during which its run process must not keep a core busy) and ends with one

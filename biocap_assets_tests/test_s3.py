@@ -98,7 +98,7 @@ def test_whole_demo_graph_on_s3_with_a_ducklake_catalog(
     monkeypatch.setenv(
         "BIOCAP_DUCKLAKE_CATALOG", postgres.ducklake_catalog(postgres.create_database("s3lake"))
     )
-    importlib.reload(definitions)  # the definitions read this test's environment
+    defs = importlib.reload(definitions).defs  # the definitions read this test's environment
     results = run_everything(dg.DagsterInstance.ephemeral())
     assert all(r.success for r in results)
     assert not (biocap_home / "biocap.duckdb").exists(), "production writes no DuckDB file"
@@ -131,3 +131,49 @@ def test_whole_demo_graph_on_s3_with_a_ducklake_catalog(
     assert result.success
     (mat,) = result.asset_materializations_for_node("taxa_table")
     assert mat.metadata["taxa"].value == 32
+
+
+@pytest.mark.slow
+def test_s3_without_credentials_stops_before_anything_is_written(
+    s3, biocap_home, monkeypatch, tmp_path
+):
+    """`biocap check` names the missing credentials, and a run fails at its start: the
+    taxa table is not written to DuckDB first."""
+    import importlib
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import duckdb
+
+    import biocap_assets.definitions as definitions
+
+    endpoint, _ = s3
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("BIOCAP_STORAGE_URL", f"s3://{BUCKET}/no-credentials")
+    import fsspec
+
+    fsspec.filesystem("s3").clear_instance_cache()
+
+    biocap = str(Path(sys.executable).with_name("biocap"))
+    done = subprocess.run([biocap, "check"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stdout
+    assert "BIOCAP_STORAGE_URL" in done.stdout and "needs S3 credentials" in done.stdout
+    assert "AWS_ACCESS_KEY_ID" in done.stdout
+
+    defs = importlib.reload(definitions).defs
+    result = defs.resolve_job_def("prepare_text").execute_in_process(raise_on_error=False)
+    assert not result.success
+    # the resource fails at the step's start, with the check's words
+    said = [str(e.event_specific_data) for e in result.all_events]
+    assert any("needs S3 credentials" in s for s in said), said
+    database = biocap_home / "biocap.duckdb"
+    if database.exists():
+        with duckdb.connect(str(database), read_only=True) as connection:
+            tables = {t for (t,) in connection.execute("SHOW TABLES").fetchall()}
+        assert "taxa" not in tables, "nothing is written before the checks pass"

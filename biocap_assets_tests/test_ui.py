@@ -155,9 +155,12 @@ def demo_ui(tmp_path_factory: pytest.TempPathFactory, demo_world):
         # `biocap demo` keeps its runs in $BIOCAP_HOME/dagster, where dagster_dev looks too
         env = {**os.environ, "BIOCAP_HOME": str(home)}
         biocap = str(Path(sys.executable).with_name("biocap"))
-        subprocess.run([biocap, "demo"], env=env, check=True, timeout=900)
+        demo = subprocess.run(
+            [biocap, "demo"], env=env, timeout=900, capture_output=True, text=True
+        )
+        assert demo.returncode == 0, demo.stdout + demo.stderr
         with dagster_dev(home, tmp_path / "dagster-dev.log") as base_url:
-            yield base_url
+            yield base_url, demo.stdout + demo.stderr
 
 
 JOB_RUNS = """
@@ -292,7 +295,12 @@ def test_the_demos_runs_belong_to_the_served_code_location(demo_ui, screenshots)
     """`biocap demo` then `make dev`: the demo's runs on the job pages, with the served
     job's own snapshot (re-execution without a version warning), and the automation
     sensor does not evaluate the checkpoint the demo already evaluated."""
-    base_url = demo_ui
+    base_url, printed = demo_ui
+    # quiet by default: a line per step and the summary, no warnings or debug events
+    lines = printed.splitlines()
+    assert len(lines) < 60, printed
+    assert not [line for line in lines if "Warning" in line or " - DEBUG - " in line], printed
+    assert sum(line.startswith("ok ") for line in lines) >= 9, printed
     demo_runs = {r["runId"] for r in graphql(base_url, ALL_RUNS)["runsOrError"]["results"]}
     assert len(demo_runs) == 6, demo_runs  # text, four shards, train and evaluate
     for job in ("prepare_text", "caption_backfill", "train_and_evaluate"):
@@ -334,7 +342,7 @@ def test_the_demos_runs_belong_to_the_served_code_location(demo_ui, screenshots)
 
 
 def test_training_and_evaluation_show_plots_checks_and_automation(demo_ui, screenshots) -> None:
-    base_url = demo_ui
+    base_url, _ = demo_ui
     expect = sync_api.expect
     with sync_api.sync_playwright() as playwright:
         browser = _open_browser(playwright)

@@ -4,3 +4,17 @@
 output (a new prompt, a new checkpoint layout...), so Dagster shows the older
 materializations as stale; a refactor that changes nothing downstream keeps it.
 """
+
+import warnings
+
+# Dagster features we use knowingly that Dagster marks beta or preview. Their warnings tell a
+# user nothing to act on, so they are silenced here, once, by their message.
+KNOWN_DAGSTER_WARNINGS = (
+    r"Parameter `backfill_policy` of function `asset`",
+    r"Function `with_source_code_references`",
+    r"Class `LocalFileCodeReference`",
+    r"Class `CodeReferencesMetadataValue`",
+    r"Function `PipesMessageReader\.expected_writer_count`",
+)
+for _message in KNOWN_DAGSTER_WARNINGS:
+    warnings.filterwarnings("ignore", message=_message)

@@ -136,7 +136,7 @@ class BiocapDuckDB(DuckDBResource):
         with _LAKES_LOCK:
             base = _LAKES.get(key)
             if base is None:
-                base = _LAKES[key] = _attach_lake(self.ducklake_catalog, self.ducklake_data_path)
+                base = _LAKES[key] = attach_lake(self.ducklake_catalog, self.ducklake_data_path)
             cursor = base.cursor()
         try:
             cursor.execute(f"USE {LAKE}")
@@ -149,7 +149,7 @@ _LAKES: dict[tuple[int, str, str], duckdb.DuckDBPyConnection] = {}
 _LAKES_LOCK = threading.Lock()
 
 
-def _attach_lake(catalog: str, data_path: str) -> duckdb.DuckDBPyConnection:
+def attach_lake(catalog: str, data_path: str) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with the lake attached: extensions from their packages, S3 secret."""
     if not data_path:
         raise RuntimeError("a DuckLake catalog needs a data path (BIOCAP_DUCKLAKE_DATA_PATH)")

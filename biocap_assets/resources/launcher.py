@@ -169,7 +169,10 @@ class LauncherResource(dg.ConfigurableResource):
     ) -> dg.PipesClientCompletedInvocation:
         """One pod per worker run, Pipes over its logs; needs a cluster (none reachable here)."""
         if not self.image:
-            raise dg.Failure("launcher mode k8s needs an image (the GPU worker image)")
+            raise dg.Failure(
+                "launcher mode k8s needs the GPU worker image: set BIOCAP_WORKER_IMAGE "
+                "(see deploy/README.md)"
+            )
         command = worker_command(worker, "python", args, nproc_per_node)
         name = pod_name(worker, context.run.run_id)
         core = _core_api()
@@ -216,7 +219,10 @@ class LauncherResource(dg.ConfigurableResource):
                 "(BIOCAP_LAUNCHER=k8s); locally, use nproc_per_node"
             )
         if not self.image:
-            raise dg.Failure("launcher mode k8s needs an image (the GPU worker image)")
+            raise dg.Failure(
+                "launcher mode k8s needs the GPU worker image: set BIOCAP_WORKER_IMAGE "
+                "(see deploy/README.md)"
+            )
         name = pod_name("train", context.run.run_id)
         core = _core_api()
         batch = _batch_api(core)

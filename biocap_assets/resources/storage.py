@@ -16,12 +16,25 @@ from pydantic import Field
 from upath import UPath
 
 from biocap_assets.common.files import atomic_open
+from biocap_assets.resources.preflight import storage_problems
+
+_CHECKED: set[str] = set()
 
 
 class StorageResource(dg.ConfigurableResource):
     """The storage root that shards, checkpoints, Parquet tables and reports live under."""
 
     root_url: str = Field(description="file:///abs/path or s3://bucket/prefix")
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Before a run writes anything: the root must be writable (`biocap check`'s test),
+        once per process and root."""
+        if self.root_url in _CHECKED:
+            return
+        problems = storage_problems(self.root_url)
+        if problems:
+            raise dg.Failure(description="; ".join(str(p) for p in problems), allow_retries=False)
+        _CHECKED.add(self.root_url)
 
     @property
     def is_local(self) -> bool:

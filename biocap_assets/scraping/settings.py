@@ -7,8 +7,9 @@ wait (see middlewares.py). Tests and the demo override timeouts and backoff.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlparse, urlsplit, urlunsplit
 
 from biocap_assets import __version__
 
@@ -54,6 +55,19 @@ def user_agent(contact: str) -> str:
     return f"biocap/{__version__} (+{PROJECT_URL}{who})"
 
 
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def require_contact(api_url: str, contact: str) -> None:
+    """Wikimedia asks every client for a User-Agent with a way to reach its operator."""
+    host = urlparse(api_url).hostname or ""
+    if host not in LOOPBACK and not contact.strip():
+        raise ValueError(
+            f"crawling {api_url} needs a contact for the User-Agent (an email or URL): set "
+            "BIOCAP_WIKI_CONTACT (Wikimedia's User-Agent policy)"
+        )
+
+
 def split_credentials(api_url: str) -> tuple[str, dict]:
     """The API URL without credentials, and the settings that send them: Scrapy's
     ``HttpAuthMiddleware`` with basic auth, for that host only. So no URL requested,
@@ -70,13 +84,29 @@ def split_credentials(api_url: str) -> tuple[str, dict]:
     }
 
 
+# Scrapy logs its enabled components and overridden settings at INFO, with no setting to
+# turn that off; these loggers say nothing else at INFO.
+STARTUP_LOGGERS = ("scrapy.middleware", "scrapy.crawler", "scrapy.addons")
+
+
+def quiet_startup_logs() -> None:
+    """Raise Scrapy's start-up loggers to WARNING (what they warn about still shows)."""
+    for name in STARTUP_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def crawler_settings(options: CrawlOptions) -> dict:
     return {
         "USER_AGENT": user_agent(options.contact),
         "ROBOTSTXT_OBEY": False,  # API endpoints; Wikimedia's API policy governs them
         "COOKIES_ENABLED": False,
         "TELNETCONSOLE_ENABLED": False,
+        "REMOTE_CONTROL_ENABLED": False,  # Scrapy 2.19 opens a control port by default
         "LOG_LEVEL": "INFO",
+        # INFO without the start-up dumps (versions, settings, components) and the closing
+        # stats dump: the worker reports its own counts to the run
+        "LOG_VERSIONS": [],
+        "STATS_DUMP": False,
         "CONCURRENT_REQUESTS": options.concurrency,
         "CONCURRENT_REQUESTS_PER_DOMAIN": options.concurrency,
         "DOWNLOAD_TIMEOUT": options.timeout,

@@ -16,6 +16,7 @@ CLIP. ``DualProjectionCLIP`` only adds the forward pass that picks a head.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import open_clip
@@ -124,6 +125,15 @@ def model_config(name: str) -> dict:
     return config
 
 
+class _DropMessage(logging.Filter):
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
 def create_model(
     name: str,
     pretrained: str | None = None,
@@ -137,8 +147,15 @@ def create_model(
     ``caption_proj`` after loading.
     """
     register_model_configs()
-    clip, preprocess_train, preprocess_val = open_clip.create_model_and_transforms(
-        name, pretrained=pretrained or None, device=device, precision=precision
-    )
+    # without weights open_clip warns on the root logger; the worker reports the initial
+    # weights itself, so that one notice is dropped
+    quiet = _DropMessage("No pretrained weights loaded")
+    logging.getLogger().addFilter(quiet)
+    try:
+        clip, preprocess_train, preprocess_val = open_clip.create_model_and_transforms(
+            name, pretrained=pretrained or None, device=device, precision=precision
+        )
+    finally:
+        logging.getLogger().removeFilter(quiet)
     tokenizer = open_clip.get_tokenizer(name)
     return DualProjectionCLIP(clip).to(device), preprocess_train, preprocess_val, tokenizer

@@ -12,7 +12,6 @@ import argparse
 import json
 import time
 from contextlib import ExitStack
-from urllib.parse import urlparse
 
 import pyarrow.parquet as pq
 from scrapy.crawler import CrawlerProcess
@@ -20,21 +19,15 @@ from upath import UPath
 
 from biocap_assets.demo.wiki_server import MediaWikiServer
 from biocap_assets.progress import ProgressLog
-from biocap_assets.scraping.settings import CrawlOptions, crawler_settings, split_credentials
+from biocap_assets.scraping.settings import (
+    CrawlOptions,
+    crawler_settings,
+    quiet_startup_logs,
+    require_contact,
+    split_credentials,
+)
 from biocap_assets.scraping.spider import WikiSpider
 from biocap_assets.workers.runtime import WorkerContext, run_main, worker_context
-
-_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-
-
-def require_contact(api_url: str, contact: str) -> None:
-    """Wikimedia asks every client for a User-Agent with a way to reach its operator."""
-    host = urlparse(api_url).hostname or ""
-    if host not in _LOOPBACK and not contact.strip():
-        raise ValueError(
-            f"crawling {api_url} needs a contact for the User-Agent (an email or URL): set "
-            "BIOCAP_WIKI_CONTACT (Wikimedia's User-Agent policy)"
-        )
 
 
 class Progress:
@@ -73,6 +66,7 @@ def crawl(ctx: WorkerContext) -> dict:
         }
         started = time.perf_counter()
         process = CrawlerProcess(settings)
+        quiet_startup_logs()
         crawler = process.create_crawler(WikiSpider)
         process.crawl(
             crawler,

@@ -1,0 +1,260 @@
+"""`biocap check`: what a long job needs, checked before it starts.
+
+Each check answers with ``Problem``s that name the variable, what is wrong and what to do.
+`biocap check` runs them all; the resources run the ones that guard a write
+(``storage_problems``, ``launcher_problems``) when a run first uses them, so no table or
+artifact is written before storage is known to be writable.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import fsspec
+from upath import UPath
+
+from biocap_assets.common.secrets import redact
+from biocap_assets.scraping.settings import require_contact
+from biocap_assets.settings import WIKIPEDIA_API_URL, ConfigurationError, Settings
+from biocap_assets.shards.naming import shard_partitions
+
+NOT_ON_A_LAPTOP = (
+    "not set, and this configuration is not a laptop's: the synthetic demo world would stand in"
+)
+
+
+@dataclass(frozen=True)
+class Problem:
+    variable: str
+    what: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.variable}: {self.what}. {self.fix}"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    problems: tuple[Problem, ...]
+    detail: str = ""
+
+
+def production_shaped(settings: Settings) -> bool:
+    """Pods, object storage or DuckLake: configured for more than a laptop."""
+    return (
+        settings.launcher == "k8s"
+        or not settings.storage_url.startswith("file:")
+        or bool(settings.ducklake_catalog)
+    )
+
+
+def _caused_by(exc: BaseException, name: str) -> bool:
+    while exc is not None:
+        if type(exc).__name__ == name:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def storage_problems(storage_url: str) -> list[Problem]:
+    """Write, read back and delete a probe file under the storage root."""
+    probe = UPath(storage_url) / f".biocap-check-{uuid.uuid4().hex}"
+    try:
+        probe.parent.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"biocap check\n")
+        if probe.read_bytes() != b"biocap check\n":
+            raise OSError("what was read back is not what was written")
+        probe.unlink()
+    except Exception as exc:
+        if _caused_by(exc, "NoCredentialsError"):
+            return [
+                Problem(
+                    "BIOCAP_STORAGE_URL",
+                    f"{redact(storage_url)} needs S3 credentials and none were found",
+                    "Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, or run "
+                    "with a role); AWS_ENDPOINT_URL for an S3-compatible server",
+                )
+            ]
+        return [
+            Problem(
+                "BIOCAP_STORAGE_URL",
+                f"cannot write under {redact(storage_url)}: "
+                f"{type(exc).__name__}: {redact(str(exc))}",
+                "Check that the folder or bucket exists and that this user may write there",
+            )
+        ]
+    return []
+
+
+def lake_problems(settings: Settings) -> list[Problem]:
+    if not settings.ducklake_catalog:
+        return []
+    from biocap_assets.resources.duckdb import attach_lake
+
+    try:
+        attach_lake(settings.ducklake_catalog, settings.ducklake_data_path).close()
+    except Exception as exc:
+        return [
+            Problem(
+                "BIOCAP_DUCKLAKE_CATALOG",
+                redact(str(exc)),
+                "Check the catalog's host, database and user (password in PGPASSWORD), and "
+                "BIOCAP_DUCKLAKE_DATA_PATH",
+            )
+        ]
+    return []
+
+
+def launcher_problems(launcher: str, image: str) -> list[Problem]:
+    if launcher != "k8s":
+        return []
+    problems = []
+    if not image:
+        problems.append(
+            Problem(
+                "BIOCAP_WORKER_IMAGE",
+                "the k8s launcher needs the GPU worker image and none is set",
+                "Set it to the image built from deploy/ (see deploy/README.md)",
+            )
+        )
+    from kubernetes import config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        try:
+            config.load_kube_config()
+        except Exception as exc:
+            problems.append(
+                Problem(
+                    "BIOCAP_LAUNCHER",
+                    f"k8s: not inside a cluster and no usable kube config ({exc})",
+                    "Run in the cluster, or point KUBECONFIG at a config for it",
+                )
+            )
+    return problems
+
+
+def _exists(url: str) -> bool:
+    fs, path = fsspec.core.url_to_fs(url)
+    return fs.exists(path)
+
+
+def source_problems(settings: Settings) -> list[Check]:
+    """Catalog, shards, evaluation data and the wiki contact."""
+    production = production_shaped(settings)
+    checks = []
+    for variable, value, what in (
+        ("BIOCAP_CATALOG_URL", settings.catalog_url, "TreeOfLife-10M's catalog.csv"),
+        ("BIOCAP_EVAL_DATA", settings.eval_data, "the upstream BioCAP data/ folder"),
+        ("BIOCAP_EVAL_IMAGES", settings.eval_images, "the benchmark images' root"),
+    ):
+        if value:
+            found = _exists(value)
+            problems = (
+                ()
+                if found
+                else (Problem(variable, f"{redact(value)} is not there", f"Point it at {what}"),)
+            )
+            checks.append(Check(variable, problems, redact(value)))
+        elif production and variable != "BIOCAP_EVAL_IMAGES":
+            checks.append(
+                Check(
+                    variable,
+                    (
+                        Problem(
+                            variable,
+                            NOT_ON_A_LAPTOP,
+                            f"Set it to {what}",
+                        ),
+                    ),
+                )
+            )
+        else:
+            checks.append(Check(variable, (), "unset: the demo world stands in"))
+    if settings.shards_url:
+        try:
+            shards = list(shard_partitions(settings.shards_url).values())
+            missing = [u for u in (shards[0], shards[-1]) if not _exists(u)]
+            problems = tuple(
+                Problem(
+                    "BIOCAP_SHARDS_URL",
+                    f"{redact(u)} is not there",
+                    "Point the pattern at the input tars",
+                )
+                for u in missing
+            )
+            checks.append(Check("BIOCAP_SHARDS_URL", problems, f"{len(shards)} shards"))
+        except ValueError as exc:
+            checks.append(
+                Check(
+                    "BIOCAP_SHARDS_URL",
+                    (
+                        Problem(
+                            "BIOCAP_SHARDS_URL",
+                            str(exc),
+                            "Use a brace pattern such as /data/shard-{000000..000159}.tar",
+                        ),
+                    ),
+                )
+            )
+    elif production:
+        checks.append(
+            Check(
+                "BIOCAP_SHARDS_URL",
+                (
+                    Problem(
+                        "BIOCAP_SHARDS_URL",
+                        NOT_ON_A_LAPTOP,
+                        "Set it to the input tars' brace pattern",
+                    ),
+                ),
+            )
+        )
+    else:
+        checks.append(Check("BIOCAP_SHARDS_URL", (), "unset: the demo world stands in"))
+    api = settings.wiki_api_url or (WIKIPEDIA_API_URL if settings.catalog_url else "")
+    if api:
+        try:
+            require_contact(api, settings.wiki_contact)
+            checks.append(Check("BIOCAP_WIKI_CONTACT", (), settings.wiki_contact or "loopback API"))
+        except ValueError:
+            problem = Problem(
+                "BIOCAP_WIKI_CONTACT",
+                f"crawling {api} needs a contact for the User-Agent (Wikimedia's policy)",
+                "Set it to an email or URL where you can be reached",
+            )
+            checks.append(Check("BIOCAP_WIKI_CONTACT", (problem,)))
+    else:
+        checks.append(Check("BIOCAP_WIKI_CONTACT", (), "the demo's offline wiki needs none"))
+    return checks
+
+
+def run_all(env=None) -> list[Check]:
+    """Every check, in the order a job meets them."""
+    try:
+        settings = Settings.from_env(env)
+    except ConfigurationError as exc:
+        variable = str(exc).split("=", 1)[0]
+        return [Check("values", (Problem(variable, str(exc).split(": ", 1)[-1], "Fix the value"),))]
+    checks = [Check("values", (), "every variable parses")]
+    checks.append(
+        Check(
+            "storage", tuple(storage_problems(settings.storage_url)), redact(settings.storage_url)
+        )
+    )
+    if settings.ducklake_catalog:
+        checks.append(
+            Check("DuckLake", tuple(lake_problems(settings)), redact(settings.ducklake_catalog))
+        )
+    if settings.launcher == "k8s":
+        checks.append(
+            Check(
+                "k8s",
+                tuple(launcher_problems(settings.launcher, settings.worker_image)),
+                settings.worker_image,
+            )
+        )
+    return checks + source_problems(settings)
