@@ -155,3 +155,41 @@ def test_rerank_equals_the_references_own_metrics_py(seed):
     assert ours["AP"] == pytest.approx(ap, abs=1e-9)
     assert ours["nDCG"] == pytest.approx(ndcg, abs=1e-9)
     assert ours["MRR"] == pytest.approx(mrr, abs=1e-9)
+
+
+def test_bootstrap_intervals_hold_the_mean_narrow_with_more_items_and_repeat():
+    import numpy as np
+
+    from biocap_assets.evaluation.metrics import bootstrap_ci
+
+    rng = np.random.default_rng(1)
+    small = rng.random(20) < 0.6
+    large = rng.random(2000) < 0.6
+    low, high = bootstrap_ci(small)
+    assert low <= small.mean() <= high
+    big_low, big_high = bootstrap_ci(large)
+    assert big_low <= large.mean() <= big_high
+    assert (big_high - big_low) < (high - low) / 3, "about 1/sqrt(n)"
+    assert bootstrap_ci(small) == (low, high), "seeded: a report does not change on rerun"
+    assert all(np.isnan(v) for v in bootstrap_ci([1.0]))
+    assert bootstrap_ci([0.5] * 10) == (0.5, 0.5)
+
+
+def test_per_item_hits_average_to_the_reference_metrics():
+    import numpy as np
+
+    from biocap_assets.evaluation.metrics import (
+        retrieval_hits,
+        retrieval_metrics,
+        topk_accuracy,
+        topk_hits,
+    )
+
+    rng = np.random.default_rng(2)
+    scores, labels = rng.random((50, 7)), rng.integers(0, 7, 50)
+    for k in (1, 3, 5):
+        assert topk_hits(scores, labels, k).mean() == topk_accuracy(scores, labels, k)
+    similarity = rng.random((30, 30))
+    hits = retrieval_hits(similarity)
+    for name, value in retrieval_metrics(similarity).items():
+        assert hits[name].mean() == value

@@ -1,5 +1,7 @@
 """The report: the paper's two tables with the published rows and ours, in one HTML file."""
 
+import re
+
 import pandas as pd
 import pytest
 
@@ -125,7 +127,9 @@ def test_re_evaluation_replaces_its_own_rows_per_head(tmp_path):
     def frame(checkpoint: str, head: str, value: float) -> pd.DataFrame:
         rows = _rows({"nabirds": value})
         rows.loc[rows["task"] != "zero_shot", "head"] = head
-        return rows.assign(checkpoint=checkpoint, evaluated_at=datetime.now(UTC))[RESULT_COLUMNS]
+        return rows.assign(
+            checkpoint=checkpoint, evaluated_at=datetime.now(UTC), ci_low=None, ci_high=None
+        )[RESULT_COLUMNS]
 
     _write_results(db, frame("old.pt", "taxonomic", 10.0))
     _write_results(db, frame("new.pt", "taxonomic", 20.0))
@@ -151,3 +155,44 @@ def test_re_evaluation_replaces_its_own_rows_per_head(tmp_path):
     assert list(mine["model"]) == ["new (caption head)"]
     assert mine.iloc[0]["Cornell Bird I2T"] == 50.0  # R@10 of the caption-head rows
     assert zero[zero["source"] == "this platform"].iloc[0]["NABirds"] == 30.0
+
+
+def test_the_report_has_provenance_intervals_coverage_and_a_json_twin():
+    import json
+
+    from biocap_assets.evaluation.report import CI_COLUMN, report_data
+
+    rows = _rows({"demo_species": 50.0}, retrieval=False)
+    rows["ci_low"], rows["ci_high"] = 42.5, 57.25
+    coverage = {"task": "zero_shot", "dataset": "demo_species", "metric": "missing_images",
+                "value": 3.0, "chance": 0.0, "n": 13, "head": "taxonomic"}  # fmt: skip
+    rows = pd.concat([rows, pd.DataFrame([coverage])], ignore_index=True)
+    provenance = {
+        "benchmarks": "demo (synthetic)",
+        "model": "biocap-tiny",
+        "preset": "demo",
+        "epochs": 8,
+        "code version": "biocap 0.1.0",
+        "evaluated": "2026-11-29",
+    }
+    report = {"real_benchmarks": False, "provenance": provenance}
+    markdown, page = render("demo.pt", rows, pd.DataFrame(), **report)
+    assert "**Synthetic demo data**" in markdown and "Synthetic demo data" in page
+    for key, value in provenance.items():
+        assert f"| {key} | {value} |" in markdown
+        assert f"<th>{key}</th><td>{value}</td>" in page
+    assert "[42.50, 57.25]" in markdown and CI_COLUMN in page
+    all_metrics = markdown.split("## All metrics")[1].split("## Coverage")[0]
+    assert "missing_images" not in all_metrics, "coverage rows are not metrics"
+    coverage_md = markdown.split("## Coverage")[1]
+    assert re.search(r"\| zero_shot +\| demo_species +\| +3 \| +13 \| images", coverage_md)
+    assert 'table border="1" class="dataframe metrics"' in page  # numbers right-aligned
+
+    data = json.loads(json.dumps(report_data("demo.pt", rows, pd.DataFrame(), **report)))
+    assert data["provenance"] == provenance and data["real_benchmarks"] is False
+    (top1,) = data["headline"]
+    assert (top1["value"], top1[CI_COLUMN], top1["unit"]) == (50.0, "[42.50, 57.25]", "images")
+    assert data["coverage"] == [
+        {"task": "zero_shot", "dataset": "demo_species", "missing": 3, "of": 13, "unit": "images"}
+    ]
+    assert all(m["metric"] != "missing_images" for m in data["metrics"])

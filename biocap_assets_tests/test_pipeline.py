@@ -76,6 +76,16 @@ def test_whole_graph_on_the_demo_world(fresh_defs, biocap_home, monkeypatch, tmp
         clearly = value >= 3 * chance or value - chance >= 0.15 * (100 - chance)
         assert clearly, (task, dataset, metric, value, chance)
     assert missing[0][0] == 0
+    # the report's JSON twin, with its provenance and an interval beside each value
+    import json
+
+    (report,) = (biocap_home / "storage" / "checkpoints").glob("*/report-epoch_8.json")
+    data = json.loads(report.read_text())
+    assert data["real_benchmarks"] is False
+    assert {"model", "preset", "epochs", "code version", "evaluated"} <= set(data["provenance"])
+    assert data["provenance"]["model"] == "biocap-tiny" and data["provenance"]["epochs"] == 8
+    assert all(row["95% CI"].startswith("[") for row in data["headline"]), data["headline"]
+    assert {row["task"] for row in data["coverage"]} == {"zero_shot", "retrieval", "inquire_rerank"}
     for result in results:
         for mat in result.get_asset_materialization_events():
             metadata = mat.event_specific_data.materialization.metadata

@@ -22,11 +22,12 @@ import duckdb as duckdb_module
 import pandas as pd
 from upath import UPath
 
+from biocap_assets import __version__
 from biocap_assets.assets.common import OWNERS
 from biocap_assets.common.files import atomic_open, read_parquet
 from biocap_assets.evaluation.datasets import load_suite, read_retrieval, suite_from_data_dir
 from biocap_assets.evaluation.download import DEADLINE, MAX_BYTES
-from biocap_assets.evaluation.report import headline, render
+from biocap_assets.evaluation.report import headline, render, report_data
 from biocap_assets.plots import markdown_image, svg_bars
 from biocap_assets.resources import LauncherResource, SourcesResource, StorageResource
 from biocap_assets.resources.duckdb import BiocapDuckDB, retry_on_conflict
@@ -39,6 +40,8 @@ RESULT_COLUMNS = [
     "dataset",
     "metric",
     "value",
+    "ci_low",
+    "ci_high",
     "chance",
     "n",
     "evaluated_at",
@@ -180,17 +183,34 @@ def eval_reports(
     frame["evaluated_at"] = datetime.now(UTC)
     frame = frame[RESULT_COLUMNS]
     history = _write_results(duckdb, frame)
-    markdown, page = render(
-        checkpoint,
-        frame,
-        history,
-        not_evaluated,
-        label=UPath(checkpoint).parent.name,
-        real_benchmarks=not label.startswith("demo"),
-    )
+    real = not label.startswith("demo")
+    provenance = {
+        "benchmarks": label,
+        "checkpoint": checkpoint,
+        "model": summary.get("model", ""),
+        "preset": summary.get("preset", ""),
+        "epochs": summary.get("epochs", ""),
+        "training data version": summary.get("data_version", ""),
+        "image head": config.head,
+        "code version": f"biocap {__version__}, eval_reports code version "
+        f"{context.assets_def.code_versions_by_key[context.asset_key]}",
+        "evaluated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "run": context.run.run_id,
+    }
+    report = {
+        "checkpoint": checkpoint,
+        "rows": frame,
+        "history": history,
+        "not_evaluated": not_evaluated,
+        "label": UPath(checkpoint).parent.name,
+        "real_benchmarks": real,
+        "provenance": provenance,
+    }
+    markdown, page = render(**report)
+    data = json.dumps(report_data(**report), indent=1, default=str)
     run_dir = UPath(summary["run_dir"])
     stem = f"report-epoch_{summary['epochs']}"
-    for suffix, text in ((".md", markdown), (".html", page)):
+    for suffix, text in ((".md", markdown), (".html", page), (".json", data)):
         # a failed or interrupted write leaves the previous report, never half of one
         with atomic_open(str(run_dir / f"{stem}{suffix}"), "wb") as out:
             out.write(text.encode("utf-8"))
@@ -209,6 +229,7 @@ def eval_reports(
             "head": config.head,
             "report_html": dg.MetadataValue.path(str(run_dir / f"{stem}.html")),
             "report_markdown": dg.MetadataValue.path(str(run_dir / f"{stem}.md")),
+            "report_json": dg.MetadataValue.path(str(run_dir / f"{stem}.json")),
             "datasets": len(specs),
             "rows": len(frame),
             "not_evaluated": dg.MetadataValue.json(not_evaluated),

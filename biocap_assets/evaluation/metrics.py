@@ -33,15 +33,52 @@ def zero_shot_ks(n_classes: int) -> tuple[int, ...]:
     return tuple(dict.fromkeys(min(k, n_classes) for k in ZERO_SHOT_KS))
 
 
-def topk_accuracy(scores: np.ndarray, labels: Sequence[int], k: int = 1) -> float:
-    """Share of rows whose true label is among ``torch.topk``'s k best columns."""
+def topk_hits(scores: np.ndarray, labels: Sequence[int], k: int = 1) -> np.ndarray:
+    """Per row, whether its true label is among ``torch.topk``'s k best columns."""
     scores = torch.as_tensor(np.asarray(scores, dtype=np.float32))
     if scores.shape[0] == 0:
-        return float("nan")
+        return np.zeros(0, dtype=bool)
     k = min(k, scores.shape[1])
     predicted = scores.topk(k, 1, True, True)[1]
     target = torch.as_tensor(np.asarray(labels, dtype=np.int64)).view(-1, 1)
-    return int(predicted.eq(target).any(dim=1).sum()) / scores.shape[0]
+    return predicted.eq(target).any(dim=1).numpy()
+
+
+def topk_accuracy(scores: np.ndarray, labels: Sequence[int], k: int = 1) -> float:
+    """Share of rows whose true label is among ``torch.topk``'s k best columns."""
+    hits = topk_hits(scores, labels, k)
+    return int(hits.sum()) / len(hits) if len(hits) else float("nan")
+
+
+BOOTSTRAP_DRAWS = 1000
+CI_LEVEL = 0.95
+
+
+def bootstrap_ci(
+    values: Sequence[float], draws: int = BOOTSTRAP_DRAWS, level: float = CI_LEVEL, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of per-item values (images, pairs or
+    queries, each resampled with replacement); NaN for fewer than two items. Not something
+    the reference reports: ours, to show how far a number can be trusted."""
+    items = np.asarray(values, dtype=np.float64)
+    if items.size < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = items[rng.integers(0, items.size, size=(draws, items.size))].mean(axis=1)
+    tail = (1 - level) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return float(low), float(high)
+
+
+def pair_hits(similarity: np.ndarray, ks: Sequence[int] = RECALL_KS) -> dict[int, np.ndarray]:
+    """Per row i, whether column i is among ``argsort()[-k:]`` (see ``pair_recalls``)."""
+    rows = torch.as_tensor(np.asarray(similarity, dtype=np.float32))
+    hits = {k: np.zeros(rows.shape[0], dtype=bool) for k in ks}
+    for i in range(rows.shape[0]):
+        order = rows[i].argsort()
+        for k in ks:
+            hits[k][i] = i in order[-k:]
+    return hits
 
 
 def pair_recalls(similarity: np.ndarray, ks: Sequence[int] = RECALL_KS) -> dict[int, float]:
@@ -51,25 +88,25 @@ def pair_recalls(similarity: np.ndarray, ks: Sequence[int] = RECALL_KS) -> dict[
     Its sort is not stable, so which of two equal scores ranks higher is torch's choice;
     calling it the same way keeps ours the reference's wherever the scores are the same.
     """
-    rows = torch.as_tensor(np.asarray(similarity, dtype=np.float32))
-    n = rows.shape[0]
-    if n == 0:
-        return {k: float("nan") for k in ks}
-    hits = dict.fromkeys(ks, 0)
-    for i in range(n):
-        order = rows[i].argsort()
-        for k in ks:
-            hits[k] += int(i in order[-k:])
-    return {k: hits[k] / n for k in ks}
+    hits = pair_hits(similarity, ks)
+    return {k: int(h.sum()) / len(h) if len(h) else float("nan") for k, h in hits.items()}
+
+
+def retrieval_hits(similarity: np.ndarray, ks: Sequence[int] = RECALL_KS) -> dict[str, np.ndarray]:
+    """Per pair and per metric name, whether it was a hit (the mean is the metric)."""
+    image_to_text = pair_hits(similarity, ks)
+    text_to_image = pair_hits(np.asarray(similarity).T, ks)
+    return {
+        **{f"image_to_text_R@{k}": image_to_text[k] for k in ks},
+        **{f"text_to_image_R@{k}": text_to_image[k] for k in ks},
+    }
 
 
 def retrieval_metrics(similarity: np.ndarray, ks: Sequence[int] = RECALL_KS) -> dict[str, float]:
     """``similarity[i, j]``: image i against caption j, row i's caption being caption i."""
-    image_to_text = pair_recalls(similarity, ks)
-    text_to_image = pair_recalls(np.asarray(similarity).T, ks)
     return {
-        **{f"image_to_text_R@{k}": image_to_text[k] for k in ks},
-        **{f"text_to_image_R@{k}": text_to_image[k] for k in ks},
+        name: int(h.sum()) / len(h) if len(h) else float("nan")
+        for name, h in retrieval_hits(similarity, ks).items()
     }
 
 

@@ -20,6 +20,7 @@ column and not in the mean.
 from __future__ import annotations
 
 import html
+import json
 from pathlib import PurePosixPath as Path
 
 import pandas as pd
@@ -209,10 +210,93 @@ def _html_table(table: pd.DataFrame, groups: list[str], leaves: list[str]) -> st
     return f"<table><tr>{head_top}</tr><tr>{head_bottom}</tr>{body}</table>"
 
 
+# What ``n`` counts, per task: metric rows count what the value is a mean over; coverage
+# rows (``missing_images``) count the images looked for.
+UNITS = {"zero_shot": "images", "retrieval": "pairs", "inquire_rerank": "queries"}
+COVERAGE_UNITS = {"zero_shot": "images", "retrieval": "images", "inquire_rerank": "candidates"}
+COVERAGE_METRIC = "missing_images"
+CI_COLUMN = "95% CI"
+
+
+def _interval(row) -> str:
+    low, high = row.get("ci_low"), row.get("ci_high")
+    if low is None or high is None or pd.isna(low) or pd.isna(high):
+        return "—"
+    return f"[{low:.2f}, {high:.2f}]"
+
+
+def metric_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Every metric (coverage rows left out): value, its 95% bootstrap interval, chance,
+    and n with what it counts."""
+    picked = rows[rows["metric"] != COVERAGE_METRIC]
+    table = picked[["task", "dataset", "metric", "head", "value", "chance", "n"]].copy()
+    table.insert(5, CI_COLUMN, [_interval(r) for _, r in picked.iterrows()])
+    table["unit"] = picked["task"].map(UNITS).fillna("")
+    return table.reset_index(drop=True)
+
+
+def coverage_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per evaluated dataset: how many of its images were missing, of how many."""
+    picked = rows[rows["metric"] == COVERAGE_METRIC]
+    return pd.DataFrame(
+        {
+            "task": picked["task"],
+            "dataset": picked["dataset"],
+            "missing": picked["value"].astype(int),
+            "of": picked["n"].astype(int),
+            "unit": picked["task"].map(COVERAGE_UNITS).fillna(""),
+        }
+    ).reset_index(drop=True)
+
+
 def headline(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per dataset: its headline metric, chance, and n."""
+    """One row per dataset: its headline metric, its 95% interval, chance, and n."""
     picked = rows[rows.apply(lambda r: HEADLINE.get(r["task"]) == r["metric"], axis=1)]
-    return picked[["task", "dataset", "metric", "value", "chance", "n"]].reset_index(drop=True)
+    table = picked[["task", "dataset", "metric", "value", "chance", "n"]].copy()
+    table.insert(4, CI_COLUMN, [_interval(r) for _, r in picked.iterrows()])
+    table["unit"] = picked["task"].map(UNITS).fillna("")
+    return table.reset_index(drop=True)
+
+
+def provenance_rows(provenance: dict[str, object]) -> list[tuple[str, str]]:
+    """The report's header: what was evaluated, on what, by which code, when."""
+    return [(k, str(v)) for k, v in provenance.items() if v not in (None, "")]
+
+
+def report_data(
+    checkpoint: str,
+    rows: pd.DataFrame,
+    history: pd.DataFrame,
+    not_evaluated: dict[str, str] | None = None,
+    label: str = "this checkpoint",
+    real_benchmarks: bool = True,
+    provenance: dict[str, object] | None = None,
+) -> dict:
+    """The report's content for scripts (written as JSON beside the HTML)."""
+    if "head" not in rows:
+        rows = rows.assign(head="taxonomic")
+    zero, retrieval = paper_tables(rows, history, label, real_benchmarks)
+
+    def records(frame: pd.DataFrame) -> list[dict]:
+        return json.loads(frame.to_json(orient="records"))
+
+    return {
+        "checkpoint": checkpoint,
+        "provenance": dict(provenance or {}),
+        "real_benchmarks": real_benchmarks,
+        "paper_zero_shot": records(zero),
+        "paper_retrieval": records(retrieval),
+        "headline": records(headline(rows)),
+        "metrics": records(
+            rows[rows["metric"] != COVERAGE_METRIC].drop(
+                columns=[c for c in ("checkpoint", "evaluated_at") if c in rows]
+            )
+        ),
+        "coverage": records(coverage_table(rows)),
+        "not_evaluated": dict(not_evaluated or {}),
+        "units": UNITS,
+        "interval": "95% percentile bootstrap over the items behind each value, 1000 draws",
+    }
 
 
 def _history_svg(table: pd.DataFrame, history: pd.DataFrame) -> str:
@@ -238,10 +322,11 @@ def render(
     not_evaluated: dict[str, str] | None = None,
     label: str = "this checkpoint",
     real_benchmarks: bool = True,
+    provenance: dict[str, object] | None = None,
 ) -> tuple[str, str]:
     """(markdown, html) for ``rows`` of this checkpoint; ``history``: earlier checkpoints'
     rows (checkpoint, task, dataset, metric, value, head); ``not_evaluated``: dataset ->
-    why it was left out."""
+    why it was left out; ``provenance``: the header (what, on what, which code, when)."""
     if "head" not in rows:
         rows = rows.assign(head="taxonomic")
     if not history.empty and "head" not in history:
@@ -270,8 +355,22 @@ def render(
         "as the project page gives them; its SigLIP mean (32.3) is not the mean of its ten "
         "columns (31.5)."
     )
+    about = provenance_rows(provenance or {})
+    banner = (
+        "**Real benchmarks.**"
+        if real_benchmarks
+        else "**Synthetic demo data**: these numbers say the pipeline works, nothing about biology."
+    )
+    interval_note = (
+        f"{CI_COLUMN}: a 95% percentile bootstrap interval over the items behind each value "
+        "(images, pairs or queries; 1000 draws). `n` counts those items (`unit`)."
+    )
     md = [
         f"# Evaluation of `{checkpoint}`",
+        "",
+        banner,
+        "",
+        *(["| | |", "|:--|:--|", *(f"| {k} | {v} |" for k, v in about)] if about else []),
         "",
         "Percent. Published rows from the " + PUBLISHED_SOURCE + "; they are on the real "
         "benchmarks, so compare them only with a run on those benchmarks, never with the "
@@ -294,15 +393,19 @@ def render(
         "## Headline per dataset",
         "",
         "Chance: the expected value of a random scorer (zero-shot k/classes, retrieval "
-        "k/pairs, INQUIRE the mean over random rankings of the same candidates).",
+        "k/pairs, INQUIRE the mean over random rankings of the same candidates). " + interval_note,
         "",
         table.to_markdown(index=False, floatfmt=".2f"),
         "",
         "## All metrics",
         "",
-        rows[["task", "dataset", "metric", "head", "value", "chance", "n"]].to_markdown(
-            index=False, floatfmt=".2f"
-        ),
+        metric_table(rows).to_markdown(index=False, floatfmt=".2f"),
+        "",
+        "## Coverage",
+        "",
+        "Images the evaluation looked for and did not find (left out of the metrics).",
+        "",
+        coverage_table(rows).to_markdown(index=False),
     ]
     if not_evaluated:
         md += ["", "## Not evaluated", ""]
@@ -330,9 +433,24 @@ def render(
         "table{border-collapse:collapse;margin:0.5em 0}"
         "td,th{border:1px solid #ccc;padding:2px 5px;text-align:center}"
         "tr.ours td{background:#eef6ee;font-weight:bold}"
+        "table.metrics td{text-align:right;font-variant-numeric:tabular-nums}"
+        "table.about th,table.about td{text-align:left}"
+        ".banner{padding:4px 8px;font-weight:bold}.banner.demo{background:#fff3cd}"
         ".note{color:#555;font-size:90%}</style></head><body>"
         f"<h1>Evaluation of <code>{html.escape(checkpoint)}</code></h1>"
-        f"<p class='note'>Percent. Published rows: {html.escape(PUBLISHED_SOURCE)}; they are "
+        f"<p class='banner {'real' if real_benchmarks else 'demo'}'>"
+        + html.escape(banner.replace("**", ""))
+        + "</p>"
+        + (
+            "<table class='about'>"
+            + "".join(
+                f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in about
+            )
+            + "</table>"
+            if about
+            else ""
+        )
+        + f"<p class='note'>Percent. Published rows: {html.escape(PUBLISHED_SOURCE)}; they are "
         "on the real benchmarks, so compare them only with a run on those benchmarks. "
         f"<i>{NOT_EVALUATED}</i>: that benchmark was not in this suite. "
         f"{html.escape(synthetic_note)}</p>"
@@ -351,10 +469,16 @@ def render(
         + "<h2>Headline per dataset</h2><p>Bars: this checkpoint (percent); red tick: "
         "chance.</p>"
         + "".join(sections)
+        + "<h3>The same, as a table</h3>"
+        + table.to_html(index=False, float_format=lambda v: f"{v:.2f}", classes="metrics")
+        + f"<p class='note'>{html.escape(interval_note)}</p>"
         + "<h2>All metrics</h2>"
-        + rows[["task", "dataset", "metric", "head", "value", "chance", "n"]].to_html(
-            index=False, float_format=lambda v: f"{v:.2f}"
+        + metric_table(rows).to_html(
+            index=False, float_format=lambda v: f"{v:.2f}", classes="metrics"
         )
+        + "<h2>Coverage</h2><p class='note'>Images the evaluation looked for and did not "
+        "find (left out of the metrics).</p>"
+        + coverage_table(rows).to_html(index=False, classes="metrics")
         + (
             "<h2>Not evaluated</h2><ul>"
             + "".join(

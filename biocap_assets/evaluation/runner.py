@@ -74,6 +74,9 @@ class MetricRow:
     chance: float  # in percent
     n: int
     head: str = TAXONOMIC
+    # 95% bootstrap interval over the items behind the value (metrics.bootstrap_ci)
+    ci_low: float = float("nan")
+    ci_high: float = float("nan")
 
 
 def _local_copy(url: str) -> Path:
@@ -303,6 +306,8 @@ def zero_shot(
     labels = [data.labels[i] for i in keep]
     n_classes = len(data.classnames)
     for k in metrics.zero_shot_ks(n_classes):
+        hits = metrics.topk_hits(scores, labels, k)
+        low, high = metrics.bootstrap_ci(hits)
         rows.append(
             MetricRow(
                 "zero_shot",
@@ -311,6 +316,8 @@ def zero_shot(
                 100 * metrics.topk_accuracy(scores, labels, k),
                 100 * k / n_classes,
                 len(keep),
+                ci_low=100 * low,
+                ci_high=100 * high,
             )
         )
     return rows
@@ -345,10 +352,21 @@ def retrieval(
         device,
     )
     n = len(keep)
-    for name, value in metrics.retrieval_metrics(images @ texts.T).items():
+    for name, hits in metrics.retrieval_hits(images @ texts.T).items():
         k = int(name.split("@")[1])
+        low, high = metrics.bootstrap_ci(hits)
         rows.append(
-            MetricRow("retrieval", spec.name, name, 100 * value, 100 * min(1.0, k / n), n, head)
+            MetricRow(
+                "retrieval",
+                spec.name,
+                name,
+                100 * int(hits.sum()) / n,
+                100 * min(1.0, k / n),
+                n,
+                head,
+                ci_low=100 * low,
+                ci_high=100 * high,
+            )
         )
     return rows
 
@@ -413,15 +431,19 @@ def inquire(
         base = [m for s, m in chance_per_query if group is None or s == group]
         suffix = "" if group is None else f"/{group}"
         for metric in ("AP", "nDCG", "MRR"):
+            values = [m[metric] for m in chosen]
+            low, high = metrics.bootstrap_ci(values)
             rows.append(
                 MetricRow(
                     "inquire_rerank",
                     spec.name,
                     f"{metric}{suffix}",
-                    100 * float(np.mean([m[metric] for m in chosen])),
+                    100 * float(np.mean(values)),
                     100 * float(np.mean([m[metric] for m in base])),
                     len(chosen),
                     head,
+                    ci_low=100 * low,
+                    ci_high=100 * high,
                 )
             )
     return rows
