@@ -81,6 +81,10 @@ def test_whole_graph_on_the_demo_world(fresh_defs, biocap_home, monkeypatch, tmp
 
     (report,) = (biocap_home / "storage" / "checkpoints").glob("*/report-epoch_8.json")
     data = json.loads(report.read_text())
+    # checkpoint retention: the newest two epochs' weights (the final among them), every
+    # epoch's summary
+    assert sorted(p.name for p in report.parent.glob("epoch_*.pt")) == ["epoch_7.pt", "epoch_8.pt"]
+    assert len(list(report.parent.glob("epoch_*.json"))) == 8
     assert data["real_benchmarks"] is False
     assert {"model", "preset", "epochs", "code version", "evaluated"} <= set(data["provenance"])
     assert data["provenance"]["model"] == "biocap-tiny" and data["provenance"]["epochs"] == 8

@@ -505,3 +505,23 @@ def test_another_training_config_is_another_run_more_epochs_the_same():
     assert replace(upstream, workers=16).identity() == upstream.identity(), "speed only"
     for speed in ("compile", "fused_adamw", "channels_last"):
         assert replace(upstream, **{speed: True}).identity() == upstream.identity(), speed
+
+
+def test_prune_keeps_the_newest_complete_epochs(tmp_path):
+    from upath import UPath
+
+    from biocap_assets.training import checkpoint
+
+    folder = UPath(tmp_path)
+    for epoch in range(1, 6):
+        checkpoint.save(folder, epoch, {"epoch": epoch}, {"loss": 1.0})
+    (tmp_path / "epoch_6.pt").write_bytes(b"half")  # no summary: not complete, not counted
+    assert checkpoint.prune(folder, keep=2) == [4, 5]
+    assert sorted(p.name for p in tmp_path.glob("epoch_*.pt")) == [
+        "epoch_4.pt",
+        "epoch_5.pt",
+        "epoch_6.pt",
+    ]
+    assert len(list(tmp_path.glob("epoch_*.json"))) == 5, "summaries stay"
+    assert checkpoint.latest(folder)[0] == 5, "resuming still finds the newest"
+    assert checkpoint.prune(folder, keep=0) == [4, 5], "0 keeps all"

@@ -210,6 +210,8 @@ def clip_checkpoint(
                     "resumed_from_epoch",
                 )
             },
+            # epoch .pt files left (keep_checkpoints, default the newest 2, final included)
+            "checkpoints_kept": dg.MetadataValue.json(result.get("checkpoints_kept", [])),
             **losses,
             "training_curve": dg.MetadataValue.md(
                 markdown_image(training_chart(history), "training curve")

@@ -60,6 +60,21 @@ def save(folder: UPath, epoch: int, state: dict, summary: dict) -> UPath:
     return target
 
 
+def prune(folder: UPath, keep: int) -> list[int]:
+    """Delete the ``.pt`` of all but the newest ``keep`` complete epochs (0: keep all); the
+    small ``epoch_N.json`` summaries stay. Returns the epochs whose weights remain."""
+    epochs = sorted(
+        int(m.group(1))
+        for p in folder.iterdir()
+        if (m := _EPOCH.match(p.name)) and (folder / f"epoch_{m.group(1)}.pt").exists()
+    )
+    if keep <= 0:
+        return epochs
+    for epoch in epochs[:-keep]:
+        (folder / f"epoch_{epoch}.pt").unlink()
+    return epochs[-keep:]
+
+
 def latest(folder: UPath) -> tuple[int, UPath, dict] | None:
     """(epoch, .pt path, summary) of the newest complete checkpoint, or None."""
     if not folder.exists():

@@ -36,6 +36,8 @@ class TrainConfig:
     shuffle_buffer: int = 5000
     log_every: int = 50
     val_batch_size: int = 256
+    # epoch checkpoints (.pt) kept: the newest K, the final one among them; 0 keeps all
+    keep_checkpoints: int = 2
     # Speed only, off by default where they change the numbers (bench/train.py --gpu
     # measures each): torch.compile of the model, PyTorch's fused AdamW kernel, images in
     # channels-last memory format.
@@ -57,6 +59,7 @@ class TrainConfig:
             "workers",
             "log_every",
             "val_batch_size",
+            "keep_checkpoints",
             "grad_checkpointing",
             "compile",
             "fused_adamw",

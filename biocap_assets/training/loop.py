@@ -386,10 +386,14 @@ def end_epoch(run: Run, epoch: int, train_loss: float, log, report) -> dict[str,
         },
         summary,
     )
+    kept = checkpoint.prune(run.out_dir, config.keep_checkpoints)
     if epoch + 1 == config.epochs:
         export = checkpoint.export_for_hub(model.clip, model_config(config.model), run.out_dir)
         log(f"exported the final model for open_clip ('local-dir:{export}')")
-    log(f"epoch {epoch + 1}/{config.epochs} done: train loss {train_loss:.4f} {val} -> {path}")
+    log(
+        f"epoch {epoch + 1}/{config.epochs} done: train loss {train_loss:.4f} {val} -> {path} "
+        f"(weights kept: epochs {', '.join(map(str, kept))})"
+    )
     if report is not None:
         report({"epoch": epoch + 1, "step": summary["step"], **val})
     return val
@@ -499,6 +503,7 @@ def train(
             "world_size": env.world_size,
             "model": config.model,
             "checkpoint": str(run.out_dir / f"epoch_{config.epochs}.pt"),
+            "checkpoints_kept": checkpoint.prune(run.out_dir, config.keep_checkpoints),
             "export": str(run.out_dir / checkpoint.EXPORT_DIR),
         }
     if dist.is_initialized():
