@@ -188,11 +188,21 @@ def cmd_world(args: argparse.Namespace) -> int:
 
 
 def cmd_config(_: argparse.Namespace) -> int:
+    """Every variable: its value in effect (set, or the default), what it is for; secrets
+    redacted; then the settings that do not go together."""
+    import textwrap
+
     settings = Settings.from_env()
-    for name, value, doc in settings.describe():
-        print(f"{name:28} {value:40} {doc}")
-    resolved = {k: v for k, v in vars(settings).items() if k != "set_variables"}
-    print(f"\nresolved: {redact(str(resolved))}")
+    rows = settings.describe()
+    print(f"{sum(is_set for _, _, is_set, _ in rows)} of {len(rows)} variables set.\n")
+    for name, value, is_set, doc in rows:
+        print(f"{name}  {'=' if is_set else '(default)'} {value or '(none)'}")
+        print(textwrap.fill(doc, width=92, initial_indent="    ", subsequent_indent="    "))
+    problems = settings.inconsistencies()
+    for problem in problems:
+        print(f"\nwarning: {problem}")
+    if not problems:
+        print("\nNo inconsistent settings. `biocap check` tests that storage and data are there.")
     return 0
 
 

@@ -201,11 +201,72 @@ class Settings:
             set_variables=frozenset(v.name for v in VARIABLES if get(v.name)),
         )
 
-    def describe(self) -> list[tuple[str, str, str]]:
-        """(variable, value in effect or "(unset)", doc) for every variable, secrets
+    def effective(self) -> dict[str, str]:
+        """The value in effect for each variable, defaults resolved ("" where none)."""
+        return {
+            "BIOCAP_HOME": str(self.home),
+            "BIOCAP_STORAGE_URL": self.storage_url,
+            "BIOCAP_DUCKDB_PATH": str(self.duckdb_path),
+            "BIOCAP_DUCKLAKE_CATALOG": self.ducklake_catalog,
+            "BIOCAP_DUCKLAKE_DATA_PATH": self.ducklake_data_path if self.ducklake_catalog else "",
+            "BIOCAP_CATALOG_URL": self.catalog_url or "demo world",
+            "BIOCAP_SHARDS_URL": self.shards_url or "demo world",
+            "BIOCAP_WIKI_API_URL": self.wiki_api_url
+            or (WIKIPEDIA_API_URL if self.catalog_url else "demo's offline wiki"),
+            "BIOCAP_WIKI_CONTACT": self.wiki_contact,
+            "BIOCAP_LAUNCHER": self.launcher,
+            "BIOCAP_WORKER_IMAGE": self.worker_image,
+            "BIOCAP_K8S_NAMESPACE": self.k8s_namespace,
+            "BIOCAP_K8S_PENDING_TIMEOUT": f"{self.k8s_pending_timeout:g}",
+            "BIOCAP_K8S_KEEP_FAILED_PODS": "1" if self.k8s_keep_failed_pods else "0",
+            "BIOCAP_EVAL_DATA": self.eval_data or "demo suite",
+            "BIOCAP_EVAL_IMAGES": self.eval_images
+            or (f"{self.eval_data}/images" if self.eval_data else "demo images"),
+            "BIOCAP_INQUIRE_RERANK": self.inquire_rerank,
+            "BIOCAP_EVAL_CRON": self.eval_cron,
+            "BIOCAP_EXECUTOR": self.executor,
+            "BIOCAP_PARTITIONS_PER_RUN": str(self.partitions_per_run),
+            "DAGSTER_HOME": str(self.dagster_home or self.home / "dagster"),
+        }
+
+    def describe(self) -> list[tuple[str, str, bool, str]]:
+        """(variable, value in effect, whether it was set, doc) for every variable, secrets
         redacted (``biocap config``)."""
-        rows = []
-        for variable in VARIABLES:
-            value = os.environ.get(variable.name, "").strip() or "(unset)"
-            rows.append((variable.name, redact(value), variable.doc))
-        return rows
+        values = self.effective()
+        return [
+            (v.name, redact(values[v.name]), v.name in self.set_variables, v.doc) for v in VARIABLES
+        ]
+
+    def inconsistencies(self) -> list[str]:
+        """Settings that are valid one by one but do not go together."""
+        found = []
+        ignored = [
+            ("BIOCAP_DUCKLAKE_DATA_PATH", not self.ducklake_catalog, "no BIOCAP_DUCKLAKE_CATALOG"),
+            ("BIOCAP_DUCKDB_PATH", bool(self.ducklake_catalog), "BIOCAP_DUCKLAKE_CATALOG is set"),
+            ("BIOCAP_EVAL_IMAGES", not self.eval_data, "no BIOCAP_EVAL_DATA"),
+            *(
+                (name, self.launcher != "k8s", "the launcher is local")
+                for name in (
+                    "BIOCAP_WORKER_IMAGE",
+                    "BIOCAP_K8S_NAMESPACE",
+                    "BIOCAP_K8S_PENDING_TIMEOUT",
+                    "BIOCAP_K8S_KEEP_FAILED_PODS",
+                )
+            ),
+        ]
+        for name, unused, why in ignored:
+            if name in self.set_variables and unused:
+                found.append(f"{name} is set but not used: {why}")
+        if self.launcher == "k8s" and self.storage_url.startswith("file:"):
+            found.append(
+                "BIOCAP_LAUNCHER=k8s with a file:// BIOCAP_STORAGE_URL: worker pods cannot "
+                "see this machine's files; use s3://"
+            )
+        if bool(self.catalog_url) != bool(self.shards_url):
+            real, demo = (
+                ("BIOCAP_CATALOG_URL", "BIOCAP_SHARDS_URL")
+                if self.catalog_url
+                else ("BIOCAP_SHARDS_URL", "BIOCAP_CATALOG_URL")
+            )
+            found.append(f"{real} is set but {demo} is not: real data would meet the demo world's")
+        return found

@@ -168,3 +168,22 @@ def test_loading_the_definitions_imports_no_torch():
         check=True,
     )
     assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_biocap_config_lists_every_variable_with_its_value_in_effect(monkeypatch, capsys):
+    from biocap_assets.cli import main
+    from biocap_assets.settings import VARIABLES
+
+    monkeypatch.setenv("BIOCAP_WORKER_IMAGE", "registry/worker:1")
+    monkeypatch.setenv("BIOCAP_CATALOG_URL", "https://user:pw123@data.example/catalog.csv")
+    assert main(["config"]) == 0
+    out = capsys.readouterr().out
+    for variable in VARIABLES:
+        assert f"\n{variable.name}  " in out, variable.name
+    assert "DAGSTER_HOME  (default) " in out and "/dagster" in out
+    assert "BIOCAP_WORKER_IMAGE  = registry/worker:1" in out
+    assert "pw123" not in out, "redacted"
+    assert "Settings(" not in out
+    # what does not go together is said
+    assert "warning: BIOCAP_WORKER_IMAGE is set but not used: the launcher is local" in out
+    assert "warning: BIOCAP_CATALOG_URL is set but BIOCAP_SHARDS_URL is not" in out
