@@ -24,6 +24,14 @@ def test_whole_graph_on_the_demo_world(fresh_defs, biocap_home, monkeypatch, tmp
         for c in r.get_asset_check_evaluations()
     }
     assert checks and all(checks.values()), checks
+    assert ("captioned_share_above_threshold", "000002") in checks, "a result per partition"
+    assert checks[("every_image_present", None)], "eval_images has its check"
+    # every column the tables recorded carries its description (the UI's column schema)
+    for asset in ("taxa_table", "wiki_pages", "visual_descriptions", "captioned_shards"):
+        event = instance.get_latest_materialization_event(dg.AssetKey(asset))
+        schema = event.asset_materialization.metadata["dagster/column_schema"].schema
+        undocumented = [c.name for c in schema.columns if not c.description]
+        assert not undocumented, (asset, undocumented)
     with duckdb.connect(str(biocap_home / "biocap.duckdb"), read_only=True) as connection:
         taxa = connection.execute("SELECT count(*) FROM taxa").fetchall()[0][0]
         wiki = dict(

@@ -11,6 +11,8 @@ import dagster as dg
 import pandas as pd
 import pyarrow as pa
 
+from biocap_assets.assets import columns
+from biocap_assets.assets.columns import column_metadata
 from biocap_assets.assets.common import OWNERS, inference_params, to_inference_config
 from biocap_assets.resources import LauncherResource, SourcesResource, StorageResource
 from biocap_assets.resources.io_managers import PARTITION_COLUMN
@@ -72,7 +74,7 @@ def build_captioned_shards(settings: Settings) -> dg.AssetsDefinition:
         partitions_def=partitions,
         deps=["visual_descriptions"],
         io_manager_key="table_io_manager",
-        metadata={"table": "shard_stats"},
+        metadata={"table": "shard_stats", **column_metadata(columns.SHARD_STATS)},
         kinds={"vllm", "webdataset", "duckdb"},
         owners=OWNERS,
         pool="gpu",
@@ -85,6 +87,7 @@ def build_captioned_shards(settings: Settings) -> dg.AssetsDefinition:
                 CAPTIONED_SHARE_CHECK,
                 asset="captioned_shards",
                 description="share of samples that got a caption",
+                partitions_def=partitions,  # one result per shard, shown with its partition
             )
         ],
         code_version="2",  # BioCAP's prompt by default, names as caption_gen takes them

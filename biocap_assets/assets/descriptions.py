@@ -15,6 +15,8 @@ import dagster as dg
 import pandas as pd
 import pyarrow as pa
 
+from biocap_assets.assets import columns
+from biocap_assets.assets.columns import column_metadata
 from biocap_assets.assets.common import (
     OWNERS,
     ShrinkGuard,
@@ -63,7 +65,7 @@ MAX_ERROR_SHARE = 0.05
         "taxa_table": dg.AssetIn(input_manager_key="table_io_manager"),
     },
     io_manager_key="table_io_manager",
-    metadata={"table": "visual_descriptions"},
+    metadata={"table": "visual_descriptions", **column_metadata(columns.VISUAL_DESCRIPTIONS)},
     kinds={"vllm", "duckdb"},
     owners=OWNERS,
     pool="gpu",

@@ -282,6 +282,14 @@ class EvalImagesConfig(dg.Config):
         "the image root and verified against their md5 (as cautious-robot does); resumes "
         "where it stopped; missing and mismatched files are counted, never used."
     ),
+    check_specs=[
+        dg.AssetCheckSpec(
+            "every_image_present",
+            asset="eval_images",
+            description="every listed image is on disk and matches its md5 (none missing, "
+            "mismatched or refused)",
+        )
+    ],
 )
 def eval_images(
     context: dg.AssetExecutionContext,
@@ -334,5 +342,14 @@ def eval_images(
                 f"{k}_examples": dg.MetadataValue.json(report[f"{k}_examples"])
                 for k in ("missing", "mismatched", "refused")
             },
-        }
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="every_image_present",
+                passed=not (report["missing"] or report["mismatched"] or report["refused"]),
+                # a missing image is left out of retrieval, which then scores fewer pairs
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={k: report[k] for k in ("missing", "mismatched", "refused")},
+            )
+        ],
     )

@@ -9,6 +9,8 @@ import dagster as dg
 import duckdb as duckdb_lib
 import pandas as pd
 
+from biocap_assets.assets import columns
+from biocap_assets.assets.columns import column_metadata
 from biocap_assets.assets.common import OWNERS, ShrinkGuard, check_shrink
 from biocap_assets.common.files import register_filesystem
 from biocap_assets.common.secrets import redact
@@ -73,7 +75,7 @@ def taxa_metadata(result: TaxaResult, source_label: str, catalog_url: str) -> di
     key="taxa_table",
     group_name="taxa",
     io_manager_key="table_io_manager",
-    metadata={"table": "taxa"},
+    metadata={"table": "taxa", **column_metadata(columns.TAXA)},
     kinds={"duckdb"},
     owners=OWNERS,
     code_version="1",

@@ -14,6 +14,8 @@ import dagster as dg
 import pandas as pd
 import pyarrow as pa
 
+from biocap_assets.assets import columns
+from biocap_assets.assets.columns import column_metadata
 from biocap_assets.assets.common import OWNERS
 from biocap_assets.common.files import parquet_bytes
 from biocap_assets.common.secrets import redact
@@ -66,7 +68,7 @@ def _preview(table: pa.Table, n: int = 10) -> str:
     group_name="wiki",
     ins={"taxa_table": dg.AssetIn(input_manager_key="table_io_manager")},
     io_manager_key="table_io_manager",
-    metadata={"table": "wiki_pages"},
+    metadata={"table": "wiki_pages", **column_metadata(columns.WIKI_PAGES)},
     kinds={"scrapy", "duckdb"},
     owners=OWNERS,
     code_version="2",  # one section, chosen as BioCAP's scraper chooses it

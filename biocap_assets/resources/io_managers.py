@@ -66,8 +66,14 @@ def single_partition(context: dg.OutputContext | dg.InputContext) -> str | None:
     return keys[0]
 
 
-def column_schema(table: pa.Table) -> dg.TableSchema:
-    return dg.TableSchema(columns=[dg.TableColumn(f.name, str(f.type)) for f in table.schema])
+def column_schema(table: pa.Table, defined: dg.TableSchema | None = None) -> dg.TableSchema:
+    """The table's columns and types, with the descriptions the asset defines."""
+    docs = {c.name: c.description for c in (defined.columns if defined else [])}
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(f.name, str(f.type), description=docs.get(f.name)) for f in table.schema
+        ]
+    )
 
 
 def add_missing_columns(connection, table: str, source: str) -> list[str]:
@@ -180,7 +186,9 @@ class DuckDBTableIOManager(dg.ConfigurableIOManager):
             {
                 "table": f"main.{name}",
                 "dagster/row_count": table.num_rows,
-                "dagster/column_schema": column_schema(table),
+                "dagster/column_schema": column_schema(
+                    table, (context.definition_metadata or {}).get("dagster/column_schema")
+                ),
                 "catalog": self.duckdb.label,
                 "parquet_snapshot": dg.MetadataValue.path(str(snapshot)),
             }
