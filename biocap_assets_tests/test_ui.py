@@ -191,8 +191,12 @@ def _shown_image_width(page, metadata_key: str) -> int:
     else:
         image = row.locator("img").first
     sync_api.expect(image).to_be_visible()
-    page.wait_for_timeout(500)
-    return int(image.evaluate("img => img.complete ? img.naturalWidth : 0"))
+    # the state, not the clock: wait until the browser has decoded it (or given up on it)
+    image.evaluate(
+        "img => img.complete || new Promise(done => {"
+        " img.addEventListener('load', done); img.addEventListener('error', done); })"
+    )
+    return int(image.evaluate("img => img.naturalWidth"))
 
 
 @pytest.fixture
