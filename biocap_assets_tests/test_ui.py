@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -199,8 +200,9 @@ def _shown_image_width(page, metadata_key: str) -> int:
     return int(image.evaluate("img => img.naturalWidth"))
 
 
-@pytest.fixture
-def page(ui):
+@contextmanager
+def _browser_page():
+    """A page of a headless Chromium, closed on the way out."""
     with sync_api.sync_playwright() as playwright:
         browser = _open_browser(playwright)
         try:
@@ -209,6 +211,12 @@ def page(ui):
             yield page
         finally:
             browser.close()
+
+
+@pytest.fixture
+def page(ui):
+    with _browser_page() as page:
+        yield page
 
 
 def test_materialize_and_backfill_from_the_ui(ui, page, screenshots: Path) -> None:
@@ -314,24 +322,13 @@ def test_the_demos_runs_belong_to_the_served_code_location(demo_ui, screenshots)
             assert run["status"] == "SUCCESS", run
             assert run["pipelineSnapshotId"] == served["pipelineSnapshotId"], (job, run)
 
-    with sync_api.sync_playwright() as playwright:
-        browser = _open_browser(playwright)
-        try:
-            page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            page.set_default_timeout(30_000)
-            page.goto(f"{base_url}/locations/biocap/jobs/prepare_text/runs")
-            _skip_community_dialog(page)
-            (run_id,) = [
-                r["runId"]
-                for r in graphql(base_url, JOB_RUNS, {"job": "prepare_text"})["pipelineOrError"][
-                    "runs"
-                ]
-            ]
-            sync_api.expect(page.get_by_text(run_id[:8], exact=True).first).to_be_visible()
-            sync_api.expect(page.get_by_text("No runs found")).to_have_count(0)
-            page.screenshot(path=screenshots / "job-runs.png")
-        finally:
-            browser.close()
+    with _browser_page() as page:
+        page.goto(f"{base_url}/locations/biocap/jobs/prepare_text/runs")
+        _skip_community_dialog(page)
+        (run,) = graphql(base_url, JOB_RUNS, {"job": "prepare_text"})["pipelineOrError"]["runs"]
+        sync_api.expect(page.get_by_text(run["runId"][:8], exact=True).first).to_be_visible()
+        sync_api.expect(page.get_by_text("No runs found")).to_have_count(0)
+        page.screenshot(path=screenshots / "job-runs.png")
 
     # the automation sensor ticks (every 30 s) and requests nothing: the demo's own run
     # evaluated its checkpoint
@@ -348,32 +345,26 @@ def test_the_demos_runs_belong_to_the_served_code_location(demo_ui, screenshots)
 def test_training_and_evaluation_show_plots_checks_and_automation(demo_ui, screenshots) -> None:
     base_url, _ = demo_ui
     expect = sync_api.expect
-    with sync_api.sync_playwright() as playwright:
-        browser = _open_browser(playwright)
-        try:
-            page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            page.set_default_timeout(30_000)
-            page.goto(f"{base_url}/assets/clip_checkpoint?view=events")
-            _skip_community_dialog(page)
-            for key in ("checkpoint", "model", "samples_per_second", "val_caption_loss"):
-                expect(page.get_by_text(key, exact=True).first).to_be_visible()
-            assert _shown_image_width(page, "training_curve") > 100
-            page.screenshot(path=screenshots / "clip-checkpoint.png")
-            page.keyboard.press("Escape")
+    with _browser_page() as page:
+        page.goto(f"{base_url}/assets/clip_checkpoint?view=events")
+        _skip_community_dialog(page)
+        for key in ("checkpoint", "model", "samples_per_second", "val_caption_loss"):
+            expect(page.get_by_text(key, exact=True).first).to_be_visible()
+        assert _shown_image_width(page, "training_curve") > 100
+        page.screenshot(path=screenshots / "clip-checkpoint.png")
+        page.keyboard.press("Escape")
 
-            page.goto(f"{base_url}/assets/eval_reports?view=events")
-            expect(page.get_by_text("report_html", exact=True).first).to_be_visible()
-            assert _shown_image_width(page, "headline_plot") > 100
-            page.screenshot(path=screenshots / "eval-reports.png")
-            page.keyboard.press("Escape")
+        page.goto(f"{base_url}/assets/eval_reports?view=events")
+        expect(page.get_by_text("report_html", exact=True).first).to_be_visible()
+        assert _shown_image_width(page, "headline_plot") > 100
+        page.screenshot(path=screenshots / "eval-reports.png")
+        page.keyboard.press("Escape")
 
-            page.goto(f"{base_url}/assets/clip_checkpoint?view=checks")
-            expect(page.get_by_text("losses_are_finite").first).to_be_visible()
-            expect(page.get_by_text("Passed").first).to_be_visible()
+        page.goto(f"{base_url}/assets/clip_checkpoint?view=checks")
+        expect(page.get_by_text("losses_are_finite").first).to_be_visible()
+        expect(page.get_by_text("Passed").first).to_be_visible()
 
-            page.goto(f"{base_url}/automation")
-            for name in ("reevaluate_weekly", "evaluate_new_checkpoints"):
-                expect(page.get_by_text(name, exact=True).first).to_be_visible()
-            page.screenshot(path=screenshots / "automation.png")
-        finally:
-            browser.close()
+        page.goto(f"{base_url}/automation")
+        for name in ("reevaluate_weekly", "evaluate_new_checkpoints"):
+            expect(page.get_by_text(name, exact=True).first).to_be_visible()
+        page.screenshot(path=screenshots / "automation.png")
