@@ -50,7 +50,7 @@ class StepLines:
         kind = event.event_type_value
         if kind == "STEP_START":
             self.started[key] = entry.timestamp
-        elif kind == "ASSET_MATERIALIZATION" and event.partition:
+        elif event.partition:  # planned or done: a run that fails still names its partition
             self.partitions[entry.run_id] = event.partition
         elif kind == "ASSET_CHECK_EVALUATION":
             self.checks.setdefault(key, []).append(event.event_specific_data.passed)
@@ -65,8 +65,9 @@ class StepLines:
             if checks:
                 line += f"  checks {sum(checks)}/{len(checks)} passed"
             print(line, file=self.out, flush=True)
-            if kind == "STEP_FAILURE":
-                message = redact(event.event_specific_data.error.message.strip())
+            error = event.event_specific_data.error if kind == "STEP_FAILURE" else None
+            if error is not None:
+                message = redact(error.message.strip())
                 print("       " + message.replace("\n", "\n       "), file=self.out, flush=True)
 
 
@@ -126,6 +127,8 @@ def port_problem(host: str, port: int) -> str | None:
     import socket
 
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # as the webserver binds: a port left in TIME_WAIT by a stopped server is free
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:
@@ -147,7 +150,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
         )
         return 2
     home = _dagster_home(settings)
-    workspace = home / "workspace.yaml"  # the package's location, wherever it is installed
+    # the package's location, wherever it is installed (a file of ours: a workspace.yaml
+    # the user keeps in their DAGSTER_HOME stays as it is)
+    workspace = home / "biocap-workspace.yaml"
     workspace.write_text(
         "# written by `biocap dev`\nload_from:\n  - python_module:\n"
         f"      module_name: {DEFINITIONS_MODULE}\n      location_name: {LOCATION}\n"

@@ -51,7 +51,8 @@ def run_everything(
     of the imported ``biocap_assets.definitions`` module.
 
     ``console_level``: what Dagster's console logger prints (every event still reaches the
-    instance's event log); ``on_event``: called with each event of each run.
+    instance's event log); ``on_event``: called with each event of each run, as it happens
+    with the in-process executor, after the run with the multiprocess one.
     """
     # Dagster has no public call for "execute here a run as launched from this code
     # location"; these are the pieces its own `dagster job launch` and test harness use.
@@ -90,9 +91,14 @@ def run_everything(
                     remote_job_origin=remote_job.get_remote_origin(),
                     job_code_origin=remote_job.get_python_origin(),
                 )
-                if on_event:
+                # steps in their own processes log to the storage, not to this instance
+                live = job_def.executor_def.name == "in_process"
+                if on_event and live:
                     instance.add_event_listener(run.run_id, on_event)
                 result = execute_run(recon_job, run, instance, raise_on_error=raise_on_error)
+                if on_event and not live:
+                    for entry in instance.all_logs(run.run_id):
+                        on_event(entry)
                 results.append(result)
                 if not result.success:
                     return results

@@ -24,7 +24,7 @@ def test_dev_on_a_busy_port_fails_at_once_and_names_another(biocap_home):
     assert time.monotonic() - started < 30, "fails before starting anything"
     assert f"127.0.0.1:{port} is not free" in done.stderr
     assert f"make dev PORT={port + 1}" in done.stderr
-    assert not (biocap_home / "dagster" / "workspace.yaml").exists(), "nothing was set up"
+    assert not (biocap_home / "dagster" / "biocap-workspace.yaml").exists(), "nothing set up"
 
 
 def _check(env_changes: dict[str, str], home) -> tuple[int, str]:
@@ -85,3 +85,27 @@ def test_check_reports_an_unreachable_ducklake_catalog(biocap_home):
     code, printed = _check({"BIOCAP_DUCKLAKE_CATALOG": catalog}, biocap_home)
     assert code == 1
     assert "PROBLEM BIOCAP_DUCKLAKE_CATALOG: cannot attach the DuckLake catalog" in printed
+
+
+def test_check_says_when_the_clusters_api_server_does_not_answer(biocap_home, tmp_path):
+    from biocap_assets_tests.ports import free_port
+
+    server = f"https://127.0.0.1:{free_port()}"
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        f"clusters: [{{name: k, cluster: {{server: '{server}'}}}}]\n"
+        "users: [{name: u, user: {token: abc}}]\n"
+        "contexts: [{name: c, context: {cluster: k, user: u}}]\n"
+    )
+    code, printed = _check(
+        {
+            "BIOCAP_LAUNCHER": "k8s",
+            "BIOCAP_WORKER_IMAGE": "registry/worker:1",
+            "KUBECONFIG": str(kubeconfig),
+        },
+        biocap_home,
+    )
+    assert code == 1
+    assert f"PROBLEM BIOCAP_LAUNCHER: k8s: the API server {server} did not answer" in printed
+    assert "PROBLEM BIOCAP_WORKER_IMAGE" not in printed

@@ -15,6 +15,7 @@ KNOWN_DAGSTER_WARNINGS = (
     r"Class `LocalFileCodeReference`",
     r"Class `CodeReferencesMetadataValue`",
     r"Function `PipesMessageReader\.expected_writer_count`",
+    r"Specifying a partitions_def on an AssetCheckSpec",
 )
 for _message in KNOWN_DAGSTER_WARNINGS:
     warnings.filterwarnings("ignore", message=_message)

@@ -64,7 +64,16 @@ def bootstrap_ci(
     if items.size < 2:
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
-    means = items[rng.integers(0, items.size, size=(draws, items.size))].mean(axis=1)
+    # in chunks of draws, so a large suite never holds draws x items indices at once
+    chunk = max(1, 4_000_000 // items.size)
+    means = np.concatenate(
+        [
+            items[rng.integers(0, items.size, size=(min(chunk, draws - start), items.size))].mean(
+                axis=1
+            )
+            for start in range(0, draws, chunk)
+        ]
+    )
     tail = (1 - level) / 2
     low, high = np.quantile(means, [tail, 1 - tail])
     return float(low), float(high)

@@ -60,9 +60,13 @@ def _caused_by(exc: BaseException, name: str) -> bool:
 
 def storage_problems(storage_url: str) -> list[Problem]:
     """Write, read back and delete a probe file under the storage root."""
-    probe = UPath(storage_url) / f".biocap-check-{uuid.uuid4().hex}"
+    root = UPath(storage_url)
+    probe = root / f".biocap-check-{uuid.uuid4().hex}"
     try:
-        probe.parent.mkdir(parents=True, exist_ok=True)
+        if root.protocol in ("", "file", "local"):
+            # a local root is made on first use; on S3 mkdir could create a bucket (or need
+            # the right to), and object writes need no folder
+            root.mkdir(parents=True, exist_ok=True)
         probe.write_bytes(b"biocap check\n")
         if probe.read_bytes() != b"biocap check\n":
             raise OSError("what was read back is not what was written")
@@ -119,7 +123,7 @@ def launcher_problems(launcher: str, image: str) -> list[Problem]:
                 "Set it to the image built from deploy/ (see deploy/README.md)",
             )
         )
-    from kubernetes import config
+    from kubernetes import client, config
 
     try:
         config.load_incluster_config()
@@ -134,12 +138,41 @@ def launcher_problems(launcher: str, image: str) -> list[Problem]:
                     "Run in the cluster, or point KUBECONFIG at a config for it",
                 )
             )
+            return problems
+    try:  # one cheap call: is the API server there, and does it take our credentials?
+        client.VersionApi().get_code(_request_timeout=10)
+    except Exception as exc:
+        host = client.Configuration.get_default_copy().host
+        problems.append(
+            Problem(
+                "BIOCAP_LAUNCHER",
+                f"k8s: the API server {host} did not answer ({type(exc).__name__}: "
+                f"{redact(str(exc))[:200]})",
+                "Check the cluster is up and the kube config's server and credentials",
+            )
+        )
     return problems
 
 
-def _exists(url: str) -> bool:
-    fs, path = fsspec.core.url_to_fs(url)
-    return fs.exists(path)
+def _missing(variable: str, url: str, what: str) -> Problem | None:
+    """None when ``url`` is there; else why not, as a problem of ``variable``."""
+    try:
+        fs, path = fsspec.core.url_to_fs(url)
+        if fs.exists(path):
+            return None
+        return Problem(variable, f"{redact(url)} is not there", f"Point it at {what}")
+    except Exception as exc:
+        if _caused_by(exc, "NoCredentialsError"):
+            return Problem(
+                variable,
+                f"{redact(url)} needs S3 credentials and none were found",
+                "Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, or a role)",
+            )
+        return Problem(
+            variable,
+            f"cannot look at {redact(url)}: {type(exc).__name__}: {redact(str(exc))}",
+            f"Check the address and the permissions; it should be {what}",
+        )
 
 
 def source_problems(settings: Settings) -> list[Check]:
@@ -152,13 +185,8 @@ def source_problems(settings: Settings) -> list[Check]:
         ("BIOCAP_EVAL_IMAGES", settings.eval_images, "the benchmark images' root"),
     ):
         if value:
-            found = _exists(value)
-            problems = (
-                ()
-                if found
-                else (Problem(variable, f"{redact(value)} is not there", f"Point it at {what}"),)
-            )
-            checks.append(Check(variable, problems, redact(value)))
+            problem = _missing(variable, value, what)
+            checks.append(Check(variable, (problem,) if problem else (), redact(value)))
         elif production and variable != "BIOCAP_EVAL_IMAGES":
             checks.append(
                 Check(
@@ -177,15 +205,11 @@ def source_problems(settings: Settings) -> list[Check]:
     if settings.shards_url:
         try:
             shards = list(shard_partitions(settings.shards_url).values())
-            missing = [u for u in (shards[0], shards[-1]) if not _exists(u)]
-            problems = tuple(
-                Problem(
-                    "BIOCAP_SHARDS_URL",
-                    f"{redact(u)} is not there",
-                    "Point the pattern at the input tars",
-                )
-                for u in missing
-            )
+            found = [
+                _missing("BIOCAP_SHARDS_URL", u, "the input tars")
+                for u in dict.fromkeys((shards[0], shards[-1]))
+            ]
+            problems = tuple(p for p in found if p)
             checks.append(Check("BIOCAP_SHARDS_URL", problems, f"{len(shards)} shards"))
         except ValueError as exc:
             checks.append(

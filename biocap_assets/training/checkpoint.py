@@ -60,14 +60,19 @@ def save(folder: UPath, epoch: int, state: dict, summary: dict) -> UPath:
     return target
 
 
-def prune(folder: UPath, keep: int) -> list[int]:
-    """Delete the ``.pt`` of all but the newest ``keep`` complete epochs (0: keep all); the
-    small ``epoch_N.json`` summaries stay. Returns the epochs whose weights remain."""
-    epochs = sorted(
+def complete_epochs(folder: UPath) -> list[int]:
+    """Epochs with both their summary and their weights, oldest first."""
+    return sorted(
         int(m.group(1))
         for p in folder.iterdir()
         if (m := _EPOCH.match(p.name)) and (folder / f"epoch_{m.group(1)}.pt").exists()
     )
+
+
+def prune(folder: UPath, keep: int) -> list[int]:
+    """Delete the ``.pt`` of all but the newest ``keep`` complete epochs (0: keep all); the
+    small ``epoch_N.json`` summaries stay. Returns the epochs whose weights remain."""
+    epochs = complete_epochs(folder)
     if keep <= 0:
         return epochs
     for epoch in epochs[:-keep]:

@@ -191,6 +191,7 @@ def _finished(summary: dict, path: UPath, out_dir: UPath, config: TrainConfig, e
         "model": config.model,
         "checkpoint": str(path),
         "export": str(out_dir / checkpoint.EXPORT_DIR),
+        "checkpoints_kept": checkpoint.complete_epochs(out_dir),
     }
 
 
