@@ -56,6 +56,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             eval_data=env_or("BIOCAP_EVAL_DATA", settings.eval_data),
             eval_images=env_or("BIOCAP_EVAL_IMAGES", settings.eval_images),
             inquire_rerank=env_or("BIOCAP_INQUIRE_RERANK", settings.inquire_rerank),
+            no_demo_because="" if settings.demo else settings.production_shaped,
         ),
     }
 

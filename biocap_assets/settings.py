@@ -85,6 +85,12 @@ VARIABLES = (
         "is retried alone)",
     ),
     Variable(
+        "BIOCAP_DEMO",
+        "1: let the demo world stand in for unset data sources although the configuration "
+        "is a production one (k8s launcher, object storage or DuckLake); otherwise that is "
+        "an error naming the unset variable",
+    ),
+    Variable(
         "DAGSTER_HOME",
         "Dagster instance folder for `biocap demo` and `make dev` (default $BIOCAP_HOME/dagster)",
     ),
@@ -123,6 +129,7 @@ class Settings:
     dagster_home: Path | None = None
     executor: str = "in_process"
     partitions_per_run: int = 1
+    demo: bool = False  # BIOCAP_DEMO: the demo world asked for outside a laptop
     # the variables that were set (the Definitions pass those as dg.EnvVar, so the UI
     # shows where a value came from)
     set_variables: frozenset[str] = field(default_factory=frozenset)
@@ -130,6 +137,16 @@ class Settings:
     @property
     def demo_root(self) -> Path:
         return self.home / "demo"
+
+    @property
+    def production_shaped(self) -> str:
+        """Why this is not a laptop's configuration ("" when it is one)."""
+        reasons = [
+            *(["BIOCAP_LAUNCHER=k8s"] if self.launcher == "k8s" else []),
+            *([] if self.storage_url.startswith("file:") else ["object storage"]),
+            *(["DuckLake"] if self.ducklake_catalog else []),
+        ]
+        return ", ".join(reasons)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -176,7 +193,11 @@ class Settings:
                 f"BIOCAP_PARTITIONS_PER_RUN={per_run_text!r}: a whole number of partitions, 1 "
                 "or more"
             )
+        demo_text = (get("BIOCAP_DEMO") or "0").lower()
+        if demo_text not in ("0", "1", "true", "false", "yes", "no"):
+            raise ConfigurationError(f"BIOCAP_DEMO={demo_text!r}: use 1 (allow) or 0")
         return cls(
+            demo=demo_text in ("1", "true", "yes"),
             home=home,
             storage_url=storage,
             duckdb_path=duckdb_path.resolve(),
@@ -226,6 +247,7 @@ class Settings:
             "BIOCAP_EVAL_CRON": self.eval_cron,
             "BIOCAP_EXECUTOR": self.executor,
             "BIOCAP_PARTITIONS_PER_RUN": str(self.partitions_per_run),
+            "BIOCAP_DEMO": "1" if self.demo else "0",
             "DAGSTER_HOME": str(self.dagster_home or self.home / "dagster"),
         }
 

@@ -187,3 +187,30 @@ def test_biocap_config_lists_every_variable_with_its_value_in_effect(monkeypatch
     # what does not go together is said
     assert "warning: BIOCAP_WORKER_IMAGE is set but not used: the launcher is local" in out
     assert "warning: BIOCAP_CATALOG_URL is set but BIOCAP_SHARDS_URL is not" in out
+
+
+def test_outside_a_laptop_the_demo_never_stands_in_silently(biocap_home, monkeypatch):
+    """A production configuration (here: the k8s launcher) with an unset source fails,
+    naming the variable; BIOCAP_DEMO=1 asks for the demo on purpose."""
+    import importlib
+
+    import biocap_assets.definitions as definitions
+
+    monkeypatch.setenv("BIOCAP_LAUNCHER", "k8s")
+    monkeypatch.setenv("BIOCAP_WORKER_IMAGE", "registry.example.org/biocap/gpu-worker:1")
+
+    def materialize_taxa():
+        job = importlib.reload(definitions).defs.resolve_implicit_global_asset_job_def()
+        return job.execute_in_process(
+            asset_selection=[dg.AssetKey("taxa_table")], raise_on_error=False
+        )
+
+    result = materialize_taxa()
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    message = failure.event_specific_data.error.message
+    assert "BIOCAP_CATALOG_URL is not set" in message and "BIOCAP_LAUNCHER=k8s" in message
+    assert "BIOCAP_DEMO=1" in message
+
+    monkeypatch.setenv("BIOCAP_DEMO", "1")  # the demo world is complete: no pod is needed
+    assert materialize_taxa().success

@@ -98,6 +98,7 @@ def test_whole_demo_graph_on_s3_with_a_ducklake_catalog(
     monkeypatch.setenv(
         "BIOCAP_DUCKLAKE_CATALOG", postgres.ducklake_catalog(postgres.create_database("s3lake"))
     )
+    monkeypatch.setenv("BIOCAP_DEMO", "1")  # production's shape, on the demo's data on purpose
     defs = importlib.reload(definitions).defs  # the definitions read this test's environment
     results = run_everything(dg.DagsterInstance.ephemeral())
     assert all(r.success for r in results)

@@ -115,7 +115,8 @@ def build_captioned_shards(settings: Settings) -> dg.AssetsDefinition:
         descriptions = storage.path("tables", "visual_descriptions.parquet")
         format_examples = config.format_examples_url
         if not format_examples and not sources.shards_url:
-            format_examples = str(sources.demo_world(context, launcher).format_examples)
+            world = sources.demo_world(context, launcher, "BIOCAP_SHARDS_URL")
+            format_examples = str(world.format_examples)
         if not descriptions.exists() and config.source != "released":
             context.log.warning("no visual_descriptions snapshot: captions get no reference")
         rows, reports = [], []

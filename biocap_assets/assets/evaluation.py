@@ -66,7 +66,7 @@ def resolve_suite(config: EvalConfig, sources: SourcesResource, context, launche
         images = sources.eval_images or str(Path(data) / "images")
         specs = suite_from_data_dir(Path(data), Path(images), sources.inquire_rerank or None)
         return specs, f"upstream layout {data}"
-    world = sources.demo_world(context, launcher)
+    world = sources.demo_world(context, launcher, "BIOCAP_EVAL_DATA")
     specs = suite_from_data_dir(world.data_dir / "eval", world.eval_images)
     return specs, "demo (synthetic)"
 
@@ -302,7 +302,7 @@ def eval_images(
     )
     demo_images = ""
     if not config.base_url and label.startswith("demo"):
-        demo_images = str(sources.demo_world(context, launcher).eval_images)
+        demo_images = str(sources.demo_world(context, launcher, "BIOCAP_EVAL_DATA").eval_images)
     items = []
     for spec in specs:
         if spec.task != "retrieval":

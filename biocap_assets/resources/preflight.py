@@ -41,15 +41,6 @@ class Check:
     detail: str = ""
 
 
-def production_shaped(settings: Settings) -> bool:
-    """Pods, object storage or DuckLake: configured for more than a laptop."""
-    return (
-        settings.launcher == "k8s"
-        or not settings.storage_url.startswith("file:")
-        or bool(settings.ducklake_catalog)
-    )
-
-
 def _caused_by(exc: BaseException, name: str) -> bool:
     while exc is not None:
         if type(exc).__name__ == name:
@@ -177,7 +168,7 @@ def _missing(variable: str, url: str, what: str) -> Problem | None:
 
 def source_problems(settings: Settings) -> list[Check]:
     """Catalog, shards, evaluation data and the wiki contact."""
-    production = production_shaped(settings)
+    production = bool(settings.production_shaped) and not settings.demo
     checks = []
     for variable, value, what in (
         ("BIOCAP_CATALOG_URL", settings.catalog_url, "TreeOfLife-10M's catalog.csv"),

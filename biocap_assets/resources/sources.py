@@ -44,6 +44,11 @@ class SourcesResource(dg.ConfigurableResource):
         default="", description="BIOCAP_INQUIRE_RERANK (local copy of INQUIRE-Rerank)"
     )
     demo_seed: int = DEMO_SEED
+    no_demo_because: str = Field(
+        default="",
+        description="why the demo world may not stand in for an unset source (a production "
+        "configuration without BIOCAP_DEMO=1); empty: it may",
+    )
 
     @property
     def data_label(self) -> str:
@@ -53,9 +58,18 @@ class SourcesResource(dg.ConfigurableResource):
         return DEMO_LABEL
 
     def demo_world(
-        self, context: dg.AssetExecutionContext, launcher: LauncherResource
+        self, context: dg.AssetExecutionContext, launcher: LauncherResource, unset: str
     ) -> DemoWorld:
-        """The demo world, generated through the launcher if it is not complete yet."""
+        """The demo world, standing in for the source variable ``unset``; generated through
+        the launcher if it is not complete yet. Outside a laptop's configuration it is an
+        error, unless asked for (BIOCAP_DEMO=1)."""
+        if self.no_demo_because:
+            raise dg.Failure(
+                f"{unset} is not set, and this configuration is not a laptop's "
+                f"({self.no_demo_because}): the synthetic demo world does not stand in for "
+                f"real data there. Set {unset}, or BIOCAP_DEMO=1 to run on the demo on purpose.",
+                allow_retries=False,
+            )
         root = Path(self.demo_root)
         if not is_complete(root, self.demo_seed):
             context.log.info(f"building the demo world under {root}")
@@ -67,7 +81,8 @@ class SourcesResource(dg.ConfigurableResource):
     def catalog(self, context: dg.AssetExecutionContext, launcher: LauncherResource) -> Source:
         if self.catalog_url:
             return Source(self.catalog_url, self.data_label)
-        return Source(str(self.demo_world(context, launcher).catalog), DEMO_LABEL)
+        world = self.demo_world(context, launcher, "BIOCAP_CATALOG_URL")
+        return Source(str(world.catalog), DEMO_LABEL)
 
     def shards(
         self, context: dg.AssetExecutionContext, launcher: LauncherResource
@@ -75,7 +90,7 @@ class SourcesResource(dg.ConfigurableResource):
         """Partition key -> input shard URL, and the source label."""
         if self.shards_url:
             return shard_partitions(self.shards_url), "configured (BIOCAP_SHARDS_URL)"
-        world = self.demo_world(context, launcher)
+        world = self.demo_world(context, launcher, "BIOCAP_SHARDS_URL")
         return shard_partitions(world.train_shards_pattern), DEMO_LABEL
 
     def wiki(self, context: dg.AssetExecutionContext, launcher: LauncherResource) -> Source:
@@ -86,7 +101,7 @@ class SourcesResource(dg.ConfigurableResource):
                 self.wiki_api_url, f"configured (BIOCAP_WIKI_API_URL={redact(self.wiki_api_url)})"
             )
         if not self.catalog_url:
-            world = self.demo_world(context, launcher)
+            world = self.demo_world(context, launcher, "BIOCAP_CATALOG_URL")
             return Source("", DEMO_LABEL, demo_dir=str(world.wiki_dir))
         return Source(WIKIPEDIA_API_URL, "English Wikipedia")
 
