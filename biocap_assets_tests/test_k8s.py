@@ -306,8 +306,10 @@ def test_helm_values_wire_the_run_pods_to_the_rbac_and_secrets():
     queue = values["dagsterDaemon"]["runCoordinator"]
     assert queue["type"] == "QueuedRunCoordinator"
     assert queue["config"]["queuedRunCoordinator"]["maxConcurrentRuns"] > 0
-    for env in deployment["env"]:
-        assert env["name"] in ENV_VARS, f"{env['name']} is not a biocap setting"
+    (settings,) = _documents(DEPLOY / "k8s" / "biocap-env.yaml")
+    for name in settings["data"]:
+        assert name in ENV_VARS, f"{name} is not a biocap setting"
+    assert deployment["envConfigMaps"] == [{"name": settings["metadata"]["name"]}]
     for component in (values["dagsterWebserver"], deployment, values["dagsterDaemon"]):
         assert component["podSecurityContext"]["runAsNonRoot"] is True
         assert "memory" in component["resources"]["limits"]
