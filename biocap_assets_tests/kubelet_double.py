@@ -147,8 +147,12 @@ class _PodList:
 class JobControllerDouble:
     """``BatchV1Api`` for Indexed Jobs, over a :class:`KubeletDouble`: one pod per completion
     index, with ``JOB_COMPLETION_INDEX`` set and the index annotation the real controller
-    adds. Cluster DNS is doubled too: the rendezvous host (``<job>-0.<job>.<ns>.svc...``)
+    adds. Cluster DNS is doubled too: the master host (``<job>-0.<job>.<ns>.svc...``)
     becomes 127.0.0.1 on a free port, since every "node" is a process on this machine.
+
+    Pods start in reverse index order, so their process ids (which, on one host, decide
+    the ranks under c10d's dynamic rendezvous) sort against their indexes: rank 0 must
+    follow the completion index, not the start order.
     """
 
     INDEX = "batch.kubernetes.io/job-completion-index"
@@ -167,14 +171,13 @@ class JobControllerDouble:
         spec = body["spec"]
         port = free_port()
         pods = []
-        for index in range(spec["completions"]):
+        for index in reversed(range(spec["completions"])):
             template = copy.deepcopy(spec["template"])
             container = template["spec"]["containers"][0]
             script = re.sub(
-                r"--rdzv_endpoint=\S+",
-                f"--rdzv_endpoint=127.0.0.1:{port}",
-                container["command"][-1],
+                r"--master_addr=\S+", "--master_addr=127.0.0.1", container["command"][-1]
             )
+            script = re.sub(r"--master_port=\S+", f"--master_port={port}", script)
             container["command"][-1] = script.replace("exec python ", f"exec {sys.executable} ")
             container["env"] = [
                 *container.get("env", []),
@@ -189,7 +192,7 @@ class JobControllerDouble:
             }
             self.kubelet.create_namespaced_pod(namespace, template)
             pods.append(pod_name)
-        self.jobs[name] = pods
+        self.jobs[name] = pods[::-1]  # by index
         return body
 
     def delete_namespaced_job(self, name: str, namespace: str, **_: object) -> None:

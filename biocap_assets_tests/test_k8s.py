@@ -393,7 +393,8 @@ def test_multi_node_training_runs_as_an_indexed_job_with_pipes_from_rank_zero(
     biocap_home, kubelet, monkeypatch
 ):
     """Two "nodes" (pods of an Indexed Job, processes here) train one checkpoint together
-    under torchrun's c10d rendezvous; only rank 0 reports to Dagster."""
+    under torchrun's static rendezvous; only rank 0 reports to Dagster. The double starts
+    the pods in reverse index order: rank 0 still lands on pod index 0, the one followed."""
     from biocap_assets.assets.captions import build_captioned_shards
     from biocap_assets.assets.training import clip_checkpoint
     from biocap_assets.definitions import build_resources
@@ -427,4 +428,4 @@ def test_multi_node_training_runs_as_an_indexed_job_with_pipes_from_rank_zero(
     scripts = [
         kubelet.pods[p]["body"]["spec"]["containers"][0]["command"][-1] for p in jobs.jobs[job]
     ]
-    assert all("--node_rank=${JOB_COMPLETION_INDEX}" in s for s in scripts)
+    assert all('--node_rank="${JOB_COMPLETION_INDEX}"' in s for s in scripts)

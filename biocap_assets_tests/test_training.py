@@ -121,8 +121,11 @@ def test_multi_node_manifests_validate(nnodes):
     assert pod["subdomain"] == service["metadata"]["name"]
     command = pod["containers"][0]["command"][-1]
     assert f"--nnodes={nnodes}" in command and "--nproc_per_node=4" in command
-    assert "--node_rank=${JOB_COMPLETION_INDEX}" in command
-    assert "biocap-train-a1b2-0.biocap-train-a1b2.biocap.svc.cluster.local:29500" in command
+    # static rendezvous: the pod's index is its node rank, pod 0 the master (rank 0)
+    assert '--node_rank="${JOB_COMPLETION_INDEX}"' in command
+    assert "--master_addr=biocap-train-a1b2-0.biocap-train-a1b2.biocap.svc.cluster.local" in command
+    assert "--master_port=29500" in command and "rdzv" not in command
+    assert command.endswith("-m biocap_assets.workers.train --preset upstream")
     assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "4"
 
 
@@ -525,3 +528,15 @@ def test_prune_keeps_the_newest_complete_epochs(tmp_path):
     assert len(list(tmp_path.glob("epoch_*.json"))) == 5, "summaries stay"
     assert checkpoint.latest(folder)[0] == 5, "resuming still finds the newest"
     assert checkpoint.prune(folder, keep=0) == [4, 5], "0 keeps all"
+
+
+def test_training_job_arguments_stay_one_word_each_for_the_shell():
+    import shlex
+
+    from biocap_assets.resources.k8s import PodOptions, training_manifests
+
+    tricky = ["--config", '{"note": "a b; rm -rf /"}', "--out", "s3://b/it's here"]
+    _, job = training_manifests("biocap-train-x", PodOptions(image="i"), 2, 1, tricky)
+    script = job["spec"]["template"]["spec"]["containers"][0]["command"][-1]
+    words = shlex.split(script.removeprefix("exec "))
+    assert words[-len(tricky) :] == tricky

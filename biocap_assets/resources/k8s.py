@@ -8,6 +8,7 @@ tolerations of the GPU pool, and S3 credentials from a Secret.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -137,22 +138,24 @@ def training_manifests(
 ) -> list[dict]:
     """Multi-node training: a headless Service and an Indexed Job of ``nnodes`` pods.
 
-    Pod ``<name>-0`` (completion index 0) is the c10d rendezvous host, reachable as
-    ``<name>-0.<name>`` through the headless Service; each pod runs torchrun with its
-    completion index as ``--node_rank``. Rank 0 is the one that speaks Dagster Pipes.
+    torchrun's static rendezvous: pod ``<name>-0`` (completion index 0) is the master,
+    reachable as ``<name>-0.<name>`` through the headless Service, and each pod's
+    completion index is its ``--node_rank``, so global rank ``node_rank * gpus_per_node +
+    local_rank``. Rank 0, the one that speaks Dagster Pipes, is therefore always on pod
+    index 0, the pod the launcher follows. (c10d's dynamic rendezvous would rank the pods
+    by host and process id instead, whatever their index.)
     """
-    rendezvous = f"{name}-0.{name}.{options.namespace}.svc.cluster.local:{port}"
+    master = f"{name}-0.{name}.{options.namespace}.svc.cluster.local"
     torchrun = " ".join(
         [
             "exec python -m torch.distributed.run",
             f"--nnodes={nnodes}",
             f"--nproc_per_node={gpus_per_node}",
-            "--node_rank=${JOB_COMPLETION_INDEX}",
-            "--rdzv_backend=c10d",
-            f"--rdzv_endpoint={rendezvous}",
-            f"--rdzv_id={name}",
+            '--node_rank="${JOB_COMPLETION_INDEX}"',  # expanded by sh: the pod's index
+            f"--master_addr={master}",
+            f"--master_port={port}",
             "-m biocap_assets.workers.train",
-            *worker_args,
+            shlex.join(worker_args),  # each argument stays one word for sh
         ]
     )
     gpu_options = PodOptions(
