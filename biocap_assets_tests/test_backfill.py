@@ -91,18 +91,20 @@ def _runs(home, backfill_id: str) -> dict[str, dict]:
     how many times the step was retried, and the step failure's message."""
     import dagster as dg
 
-    instance = dg.DagsterInstance.from_config(str(home / "dagster"))
     runs = {}
-    for record in instance.get_run_records(dg.RunsFilter(tags={"dagster/backfill": backfill_id})):
-        events = [e.dagster_event for e in instance.all_logs(record.dagster_run.run_id)]
-        events = [e for e in events if e is not None]
-        failures = [e for e in events if e.event_type_value == "STEP_FAILURE"]
-        tags = record.dagster_run.tags  # a multi-run backfill tags the range it gives a run
-        key = tags.get("dagster/partition") or tags["dagster/asset_partition_range_start"]
-        runs[key] = {
-            "retries": sum(e.event_type_value == "STEP_UP_FOR_RETRY" for e in events),
-            "failure": failures[-1].step_failure_data.error.message if failures else "",
-        }
+    with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
+        for record in instance.get_run_records(
+            dg.RunsFilter(tags={"dagster/backfill": backfill_id})
+        ):
+            events = [e.dagster_event for e in instance.all_logs(record.dagster_run.run_id)]
+            events = [e for e in events if e is not None]
+            failures = [e for e in events if e.event_type_value == "STEP_FAILURE"]
+            tags = record.dagster_run.tags  # a multi-run backfill tags the range it gives a run
+            key = tags.get("dagster/partition") or tags["dagster/asset_partition_range_start"]
+            runs[key] = {
+                "retries": sum(e.event_type_value == "STEP_UP_FOR_RETRY" for e in events),
+                "failure": failures[-1].step_failure_data.error.message if failures else "",
+            }
     return runs
 
 
