@@ -160,7 +160,6 @@ def cmd_dev(args: argparse.Namespace) -> int:
     dagster = str(Path(sys.executable).with_name("dagster"))
     command = [dagster, "dev", "-w", str(workspace), "-h", args.host, "-p", str(args.port)]
     print(f"biocap dev: the UI on http://{args.host}:{args.port}, instance {home}", flush=True)
-    os.environ["DAGSTER_HOME"] = str(home)
     os.execv(dagster, command)  # the same process: Ctrl-C and signals reach dagster dev
 
 

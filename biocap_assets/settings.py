@@ -106,6 +106,14 @@ class ConfigurationError(ValueError):
     """A variable holds a value the platform cannot use; the message names it."""
 
 
+def _flag(name: str, get, choices: str) -> bool:
+    """A yes/no variable: 1, true or yes; 0, false, no or unset."""
+    text = (get(name) or "0").lower()
+    if text not in ("0", "1", "true", "false", "yes", "no"):
+        raise ConfigurationError(f"{name}={text!r}: use {choices}")
+    return text in ("1", "true", "yes")
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -176,11 +184,7 @@ class Settings:
             raise ConfigurationError(
                 f"BIOCAP_K8S_PENDING_TIMEOUT={timeout_text!r}: must be above 0 seconds"
             )
-        keep_text = (get("BIOCAP_K8S_KEEP_FAILED_PODS") or "0").lower()
-        if keep_text not in ("0", "1", "true", "false", "yes", "no"):
-            raise ConfigurationError(
-                f"BIOCAP_K8S_KEEP_FAILED_PODS={keep_text!r}: use 1 (keep) or 0 (delete)"
-            )
+        keep_failed_pods = _flag("BIOCAP_K8S_KEEP_FAILED_PODS", get, "1 (keep) or 0 (delete)")
         dagster_home = get("DAGSTER_HOME")
         executor = get("BIOCAP_EXECUTOR") or "in_process"
         if executor not in EXECUTORS:
@@ -193,11 +197,8 @@ class Settings:
                 f"BIOCAP_PARTITIONS_PER_RUN={per_run_text!r}: a whole number of partitions, 1 "
                 "or more"
             )
-        demo_text = (get("BIOCAP_DEMO") or "0").lower()
-        if demo_text not in ("0", "1", "true", "false", "yes", "no"):
-            raise ConfigurationError(f"BIOCAP_DEMO={demo_text!r}: use 1 (allow) or 0")
         return cls(
-            demo=demo_text in ("1", "true", "yes"),
+            demo=_flag("BIOCAP_DEMO", get, "1 (allow) or 0"),
             home=home,
             storage_url=storage,
             duckdb_path=duckdb_path.resolve(),
@@ -211,7 +212,7 @@ class Settings:
             worker_image=get("BIOCAP_WORKER_IMAGE") or "",
             k8s_namespace=get("BIOCAP_K8S_NAMESPACE") or "biocap",
             k8s_pending_timeout=pending_timeout,
-            k8s_keep_failed_pods=keep_text in ("1", "true", "yes"),
+            k8s_keep_failed_pods=keep_failed_pods,
             eval_data=get("BIOCAP_EVAL_DATA") or "",
             eval_images=get("BIOCAP_EVAL_IMAGES") or "",
             inquire_rerank=get("BIOCAP_INQUIRE_RERANK") or "",

@@ -37,6 +37,18 @@ def graphql(base_url: str, query: str, variables: dict | None = None) -> dict:
     return payload["data"]
 
 
+def wait_for(what: str, condition, timeout: float = 420.0, every: float = 1.0):
+    """``condition()``'s first true value, asked every ``every`` seconds; a TimeoutError
+    naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise TimeoutError(f"waited {timeout:.0f}s for {what}")
+
+
 def _stop_group(process: subprocess.Popen, grace: float = 20.0) -> None:
     if process.poll() is not None:
         return

@@ -23,7 +23,7 @@ import pytest
 from biocap_assets.shards.rewrite import iter_samples
 from biocap_assets.shards.tarstream import iter_raw_members
 from biocap_assets.shards.tarwrite import DeterministicTarWriter
-from biocap_assets_tests.dagster_dev import dagster_dev, graphql
+from biocap_assets_tests.dagster_dev import dagster_dev, graphql, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -49,16 +49,6 @@ STATUSES = """
 { assetNodeOrError(assetKey: {path: ["captioned_shards"]}) { ... on AssetNode {
     assetPartitionStatuses { ... on DefaultPartitionStatuses {
       materializedPartitions failedPartitions materializingPartitions } } } } }"""
-
-
-def _wait(what, condition, timeout=420.0, every=1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise TimeoutError(f"waited {timeout:.0f}s for {what}")
 
 
 @pytest.fixture
@@ -140,7 +130,7 @@ def test_a_killed_worker_retries_alone_and_a_bad_shard_fails_alone(
         backfill = launched["backfillId"]
 
         # the first worker that shows up is killed; its run process is the worker's parent
-        worker = _wait("a caption worker", lambda: _caption_workers(), every=0.02)[0]
+        worker = wait_for("a caption worker", lambda: _caption_workers(), every=0.02)[0]
         run_process = worker.parent()
         worker.kill()
         # the retry policy waits 30 s: the waiting run must sleep, not spin
@@ -150,7 +140,7 @@ def test_a_killed_worker_retries_alone_and_a_bad_shard_fails_alone(
         spent = sum(run_process.cpu_times()[:2]) - before
         assert spent < 2.0, f"the run waiting to retry used {spent:.1f} s of CPU in 10 s"
 
-        assert _wait("the backfill", lambda: _finished(base_url, backfill), timeout=600)
+        assert wait_for("the backfill", lambda: _finished(base_url, backfill), timeout=600)
         statuses = _statuses(base_url)
         assert statuses["failedPartitions"] == [TRUNCATED], statuses
         assert sorted(statuses["materializedPartitions"]) == sorted(set(PARTITIONS) - {TRUNCATED})
@@ -166,7 +156,7 @@ def test_a_killed_worker_retries_alone_and_a_bad_shard_fails_alone(
         os.link(shards / "big.tar", shards / f"shard-{TRUNCATED}.tar")
         again = graphql(base_url, REEXECUTE, {"id": backfill})["reexecutePartitionBackfill"]
         assert again["__typename"] == "LaunchBackfillSuccess", again
-        assert _wait("the re-execution", lambda: _finished(base_url, again["backfillId"]))
+        assert wait_for("the re-execution", lambda: _finished(base_url, again["backfillId"]))
         assert list(_runs(home, again["backfillId"])) == [TRUNCATED], "only what failed reruns"
         statuses = _statuses(base_url)
         assert sorted(statuses["materializedPartitions"]) == PARTITIONS

@@ -14,14 +14,13 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from biocap_assets_tests.conftest import BIOCAP_ENV
-from biocap_assets_tests.dagster_dev import dagster_dev, graphql
+from biocap_assets_tests.dagster_dev import dagster_dev, graphql, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -68,16 +67,6 @@ query ($path: [String!]!) {
     ... on Asset { assetMaterializations(limit: 1) { runId } }
   }
 }"""
-
-
-def _wait(what: str, condition, timeout: float = 420.0, every: float = 2.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise TimeoutError(f"waited {timeout:.0f}s for {what}")
 
 
 def _same_name(asset: str, shown: str) -> bool:
@@ -239,11 +228,12 @@ def test_materialize_and_backfill_from_the_ui(ui, page, screenshots: Path) -> No
     # 2. Materialize taxa_table from its page, then read its metadata there.
     page.goto(f"{base_url}/assets/taxa_table")
     page.get_by_role("button", name=re.compile(r"Materialize$")).click()
-    _wait(
+    wait_for(
         "a taxa_table materialization",
         lambda: graphql(base_url, LATEST_MATERIALIZATION, {"path": ["taxa_table"]})["assetOrError"][
             "assetMaterializations"
         ],
+        every=2.0,
     )
     page.goto(f"{base_url}/assets/taxa_table?view=events")
     events = page.locator("main, body").first
@@ -270,7 +260,7 @@ def test_materialize_and_backfill_from_the_ui(ui, page, screenshots: Path) -> No
     expect(partition_menu.get_by_text("Select all (4)")).to_be_visible()
     for key in BACKFILL:
         row = partition_menu.get_by_role("menuitem").filter(has=page.get_by_text(key, exact=True))
-        _wait(
+        wait_for(
             f"partition {key} selected",
             lambda row=row: _click_until_checked(row, opener),
             timeout=60.0,
@@ -280,9 +270,10 @@ def test_materialize_and_backfill_from_the_ui(ui, page, screenshots: Path) -> No
     expect(page.get_by_text("2 partitions", exact=True)).to_be_visible()
     page.screenshot(path=screenshots / "backfill-dialog.png")
     page.get_by_role("button", name="Launch backfill").click()
-    statuses = _wait(
+    statuses = wait_for(
         "both backfilled partitions",
         lambda: _settled(base_url, BACKFILL),
+        every=2.0,
     )
     assert sorted(statuses["materializedPartitions"]) == sorted(BACKFILL), statuses
 
@@ -332,10 +323,11 @@ def test_the_demos_runs_belong_to_the_served_code_location(demo_ui, screenshots)
 
     # the automation sensor ticks (every 30 s) and requests nothing: the demo's own run
     # evaluated its checkpoint
-    ticks = _wait(
+    ticks = wait_for(
         "an evaluate_new_checkpoints tick",
         lambda: graphql(base_url, SENSOR_TICKS)["sensorOrError"]["sensorState"]["ticks"],
         timeout=180.0,
+        every=2.0,
     )
     assert all(not tick["runIds"] for tick in ticks), ticks
     now = {r["runId"] for r in graphql(base_url, ALL_RUNS)["runsOrError"]["results"]}

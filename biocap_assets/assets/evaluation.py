@@ -256,6 +256,10 @@ def eval_reports(
     )
 
 
+# what the download worker counts as images it could not use
+UNUSABLE = ("missing", "mismatched", "refused")
+
+
 class EvalImagesConfig(dg.Config):
     suite_file: str = ""
     base_url: str = ""
@@ -334,22 +338,16 @@ def eval_images(
         metadata={
             "source": label,
             "images": len(items),
-            **{
-                k: report[k]
-                for k in ("downloaded", "already_present", "missing", "mismatched", "refused")
-            },
-            **{
-                f"{k}_examples": dg.MetadataValue.json(report[f"{k}_examples"])
-                for k in ("missing", "mismatched", "refused")
-            },
+            **{k: report[k] for k in ("downloaded", "already_present", *UNUSABLE)},
+            **{f"{k}_examples": dg.MetadataValue.json(report[f"{k}_examples"]) for k in UNUSABLE},
         },
         check_results=[
             dg.AssetCheckResult(
                 check_name="every_image_present",
-                passed=not (report["missing"] or report["mismatched"] or report["refused"]),
+                passed=not any(report[k] for k in UNUSABLE),
                 # a missing image is left out of retrieval, which then scores fewer pairs
                 severity=dg.AssetCheckSeverity.WARN,
-                metadata={k: report[k] for k in ("missing", "mismatched", "refused")},
+                metadata={k: report[k] for k in UNUSABLE},
             )
         ],
     )

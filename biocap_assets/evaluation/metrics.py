@@ -44,10 +44,14 @@ def topk_hits(scores: np.ndarray, labels: Sequence[int], k: int = 1) -> np.ndarr
     return predicted.eq(target).any(dim=1).numpy()
 
 
+def hit_rate(hits: np.ndarray) -> float:
+    """The share of hits, as the reference scripts count it (hits / rows); NaN for none."""
+    return int(hits.sum()) / len(hits) if len(hits) else float("nan")
+
+
 def topk_accuracy(scores: np.ndarray, labels: Sequence[int], k: int = 1) -> float:
     """Share of rows whose true label is among ``torch.topk``'s k best columns."""
-    hits = topk_hits(scores, labels, k)
-    return int(hits.sum()) / len(hits) if len(hits) else float("nan")
+    return hit_rate(topk_hits(scores, labels, k))
 
 
 BOOTSTRAP_DRAWS = 1000
@@ -97,8 +101,7 @@ def pair_recalls(similarity: np.ndarray, ks: Sequence[int] = RECALL_KS) -> dict[
     Its sort is not stable, so which of two equal scores ranks higher is torch's choice;
     calling it the same way keeps ours the reference's wherever the scores are the same.
     """
-    hits = pair_hits(similarity, ks)
-    return {k: int(h.sum()) / len(h) if len(h) else float("nan") for k, h in hits.items()}
+    return {k: hit_rate(h) for k, h in pair_hits(similarity, ks).items()}
 
 
 def retrieval_hits(similarity: np.ndarray, ks: Sequence[int] = RECALL_KS) -> dict[str, np.ndarray]:
@@ -113,10 +116,7 @@ def retrieval_hits(similarity: np.ndarray, ks: Sequence[int] = RECALL_KS) -> dic
 
 def retrieval_metrics(similarity: np.ndarray, ks: Sequence[int] = RECALL_KS) -> dict[str, float]:
     """``similarity[i, j]``: image i against caption j, row i's caption being caption i."""
-    return {
-        name: int(h.sum()) / len(h) if len(h) else float("nan")
-        for name, h in retrieval_hits(similarity, ks).items()
-    }
+    return {name: hit_rate(h) for name, h in retrieval_hits(similarity, ks).items()}
 
 
 def ndcg_at_k(y_true: np.ndarray, y_pred: np.ndarray, count_pos: int, k: int) -> float:

@@ -263,6 +263,15 @@ def provenance_rows(provenance: dict[str, object]) -> list[tuple[str, str]]:
     return [(k, str(v)) for k, v in provenance.items() if v not in (None, "")]
 
 
+def _with_heads(rows: pd.DataFrame, history: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rows written before heads were recorded scored with the taxonomic head."""
+    if "head" not in rows:
+        rows = rows.assign(head="taxonomic")
+    if not history.empty and "head" not in history:
+        history = history.assign(head="taxonomic")
+    return rows, history
+
+
 def report_data(
     checkpoint: str,
     rows: pd.DataFrame,
@@ -273,8 +282,7 @@ def report_data(
     provenance: dict[str, object] | None = None,
 ) -> dict:
     """The report's content for scripts (written as JSON beside the HTML)."""
-    if "head" not in rows:
-        rows = rows.assign(head="taxonomic")
+    rows, history = _with_heads(rows, history)
     zero, retrieval = paper_tables(rows, history, label, real_benchmarks)
 
     def records(frame: pd.DataFrame) -> list[dict]:
@@ -327,10 +335,7 @@ def render(
     """(markdown, html) for ``rows`` of this checkpoint; ``history``: earlier checkpoints'
     rows (checkpoint, task, dataset, metric, value, head); ``not_evaluated``: dataset ->
     why it was left out; ``provenance``: the header (what, on what, which code, when)."""
-    if "head" not in rows:
-        rows = rows.assign(head="taxonomic")
-    if not history.empty and "head" not in history:
-        history = history.assign(head="taxonomic")
+    rows, history = _with_heads(rows, history)
     not_evaluated = not_evaluated or {}
     zero, retrieval = paper_tables(rows, history, label, real_benchmarks)
     synthetic_note = (

@@ -79,6 +79,19 @@ class MetricRow:
     ci_high: float = float("nan")
 
 
+def measured(
+    task: str, dataset: str, metric: str, items, chance: float, head: str = TAXONOMIC
+) -> MetricRow:
+    """A metric row from its per-item values (hits, or a query's AP...): the value is their
+    mean, as the reference scripts compute it, with its bootstrap interval; in percent."""
+    items = np.asarray(items, dtype=np.float64)
+    value = float(items.mean()) if items.size else float("nan")
+    low, high = metrics.bootstrap_ci(items)
+    return MetricRow(
+        task, dataset, metric, 100 * value, chance, len(items), head, 100 * low, 100 * high
+    )
+
+
 def _local_copy(url: str) -> Path:
     """An export folder on object storage, copied to a temporary local folder."""
     import tempfile
@@ -307,19 +320,7 @@ def zero_shot(
     n_classes = len(data.classnames)
     for k in metrics.zero_shot_ks(n_classes):
         hits = metrics.topk_hits(scores, labels, k)
-        low, high = metrics.bootstrap_ci(hits)
-        rows.append(
-            MetricRow(
-                "zero_shot",
-                spec.name,
-                f"top{k}",
-                100 * metrics.topk_accuracy(scores, labels, k),
-                100 * k / n_classes,
-                len(keep),
-                ci_low=100 * low,
-                ci_high=100 * high,
-            )
-        )
+        rows.append(measured("zero_shot", spec.name, f"top{k}", hits, 100 * k / n_classes))
     return rows
 
 
@@ -354,20 +355,7 @@ def retrieval(
     n = len(keep)
     for name, hits in metrics.retrieval_hits(images @ texts.T).items():
         k = int(name.split("@")[1])
-        low, high = metrics.bootstrap_ci(hits)
-        rows.append(
-            MetricRow(
-                "retrieval",
-                spec.name,
-                name,
-                100 * int(hits.sum()) / n,
-                100 * min(1.0, k / n),
-                n,
-                head,
-                ci_low=100 * low,
-                ci_high=100 * high,
-            )
-        )
+        rows.append(measured("retrieval", spec.name, name, hits, 100 * min(1.0, k / n), head))
     return rows
 
 
@@ -431,20 +419,10 @@ def inquire(
         base = [m for s, m in chance_per_query if group is None or s == group]
         suffix = "" if group is None else f"/{group}"
         for metric in ("AP", "nDCG", "MRR"):
+            chance = 100 * float(np.mean([m[metric] for m in base]))
             values = [m[metric] for m in chosen]
-            low, high = metrics.bootstrap_ci(values)
             rows.append(
-                MetricRow(
-                    "inquire_rerank",
-                    spec.name,
-                    f"{metric}{suffix}",
-                    100 * float(np.mean(values)),
-                    100 * float(np.mean([m[metric] for m in base])),
-                    len(chosen),
-                    head,
-                    ci_low=100 * low,
-                    ci_high=100 * high,
-                )
+                measured("inquire_rerank", spec.name, f"{metric}{suffix}", values, chance, head)
             )
     return rows
 

@@ -1,9 +1,8 @@
 """`biocap check`: what a long job needs, checked before it starts.
 
 Each check answers with ``Problem``s that name the variable, what is wrong and what to do.
-`biocap check` runs them all; the resources run the ones that guard a write
-(``storage_problems``, ``launcher_problems``) when a run first uses them, so no table or
-artifact is written before storage is known to be writable.
+`biocap check` runs them all; the storage resource runs ``storage_problems`` when a run
+first uses it, so no table or artifact is written before storage is known to be writable.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from dataclasses import dataclass
 import fsspec
 from upath import UPath
 
+from biocap_assets.common.files import is_local
 from biocap_assets.common.secrets import redact
 from biocap_assets.scraping.settings import require_contact
 from biocap_assets.settings import WIKIPEDIA_API_URL, ConfigurationError, Settings
@@ -49,12 +49,26 @@ def _caused_by(exc: BaseException, name: str) -> bool:
     return False
 
 
+def _unreachable(variable: str, url: str, exc: Exception, doing: str, fix: str) -> Problem:
+    """Why ``url`` could not be used: S3 without credentials, or the error as it came."""
+    if _caused_by(exc, "NoCredentialsError"):
+        return Problem(
+            variable,
+            f"{redact(url)} needs S3 credentials and none were found",
+            "Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, or run with a "
+            "role); AWS_ENDPOINT_URL for an S3-compatible server",
+        )
+    return Problem(
+        variable, f"cannot {doing} {redact(url)}: {type(exc).__name__}: {redact(str(exc))}", fix
+    )
+
+
 def storage_problems(storage_url: str) -> list[Problem]:
     """Write, read back and delete a probe file under the storage root."""
     root = UPath(storage_url)
     probe = root / f".biocap-check-{uuid.uuid4().hex}"
     try:
-        if root.protocol in ("", "file", "local"):
+        if is_local(storage_url):
             # a local root is made on first use; on S3 mkdir could create a bucket (or need
             # the right to), and object writes need no folder
             root.mkdir(parents=True, exist_ok=True)
@@ -63,29 +77,12 @@ def storage_problems(storage_url: str) -> list[Problem]:
             raise OSError("what was read back is not what was written")
         probe.unlink()
     except Exception as exc:
-        if _caused_by(exc, "NoCredentialsError"):
-            return [
-                Problem(
-                    "BIOCAP_STORAGE_URL",
-                    f"{redact(storage_url)} needs S3 credentials and none were found",
-                    "Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, or run "
-                    "with a role); AWS_ENDPOINT_URL for an S3-compatible server",
-                )
-            ]
-        return [
-            Problem(
-                "BIOCAP_STORAGE_URL",
-                f"cannot write under {redact(storage_url)}: "
-                f"{type(exc).__name__}: {redact(str(exc))}",
-                "Check that the folder or bucket exists and that this user may write there",
-            )
-        ]
+        fix = "Check that the folder or bucket exists and that this user may write there"
+        return [_unreachable("BIOCAP_STORAGE_URL", storage_url, exc, "write under", fix)]
     return []
 
 
 def lake_problems(settings: Settings) -> list[Problem]:
-    if not settings.ducklake_catalog:
-        return []
     from biocap_assets.resources.duckdb import attach_lake
 
     try:
@@ -102,9 +99,8 @@ def lake_problems(settings: Settings) -> list[Problem]:
     return []
 
 
-def launcher_problems(launcher: str, image: str) -> list[Problem]:
-    if launcher != "k8s":
-        return []
+def k8s_problems(image: str) -> list[Problem]:
+    """The k8s launcher's needs: the worker image, a kube config, an API server that answers."""
     problems = []
     if not image:
         problems.append(
@@ -153,83 +149,57 @@ def _missing(variable: str, url: str, what: str) -> Problem | None:
             return None
         return Problem(variable, f"{redact(url)} is not there", f"Point it at {what}")
     except Exception as exc:
-        if _caused_by(exc, "NoCredentialsError"):
-            return Problem(
-                variable,
-                f"{redact(url)} needs S3 credentials and none were found",
-                "Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, or a role)",
-            )
-        return Problem(
-            variable,
-            f"cannot look at {redact(url)}: {type(exc).__name__}: {redact(str(exc))}",
-            f"Check the address and the permissions; it should be {what}",
-        )
+        fix = f"Check the address and the permissions; it should be {what}"
+        return _unreachable(variable, url, exc, "look at", fix)
+
+
+def _unset(variable: str, what: str, production: bool, default: str) -> Check:
+    """A source left unset: the demo world stands in on a laptop, and is a problem beyond."""
+    if production:
+        return Check(variable, (Problem(variable, NOT_ON_A_LAPTOP, f"Set it to {what}"),))
+    return Check(variable, (), f"unset: {default}")
 
 
 def source_problems(settings: Settings) -> list[Check]:
     """Catalog, shards, evaluation data and the wiki contact."""
     production = bool(settings.production_shaped) and not settings.demo
     checks = []
+    demo = "the demo world stands in"
     for variable, value, what in (
         ("BIOCAP_CATALOG_URL", settings.catalog_url, "TreeOfLife-10M's catalog.csv"),
         ("BIOCAP_EVAL_DATA", settings.eval_data, "the upstream BioCAP data/ folder"),
-        ("BIOCAP_EVAL_IMAGES", settings.eval_images, "the benchmark images' root"),
     ):
         if value:
             problem = _missing(variable, value, what)
             checks.append(Check(variable, (problem,) if problem else (), redact(value)))
-        elif production and variable != "BIOCAP_EVAL_IMAGES":
-            checks.append(
-                Check(
-                    variable,
-                    (
-                        Problem(
-                            variable,
-                            NOT_ON_A_LAPTOP,
-                            f"Set it to {what}",
-                        ),
-                    ),
-                )
-            )
         else:
-            checks.append(Check(variable, (), "unset: the demo world stands in"))
+            checks.append(_unset(variable, what, production, demo))
+    if settings.eval_images:
+        problem = _missing("BIOCAP_EVAL_IMAGES", settings.eval_images, "the benchmark images")
+        checks.append(
+            Check("BIOCAP_EVAL_IMAGES", (problem,) if problem else (), settings.eval_images)
+        )
+    else:  # never a problem of its own: it follows BIOCAP_EVAL_DATA
+        default = f"{settings.eval_data}/images" if settings.eval_data else demo
+        checks.append(Check("BIOCAP_EVAL_IMAGES", (), f"unset: {default}"))
     if settings.shards_url:
         try:
             shards = list(shard_partitions(settings.shards_url).values())
+        except ValueError as exc:
+            fix = "Use a brace pattern such as /data/shard-{000000..000159}.tar"
+            problems: tuple[Problem, ...] = (Problem("BIOCAP_SHARDS_URL", str(exc), fix),)
+            checks.append(Check("BIOCAP_SHARDS_URL", problems))
+        else:
             found = [
                 _missing("BIOCAP_SHARDS_URL", u, "the input tars")
                 for u in dict.fromkeys((shards[0], shards[-1]))
             ]
             problems = tuple(p for p in found if p)
             checks.append(Check("BIOCAP_SHARDS_URL", problems, f"{len(shards)} shards"))
-        except ValueError as exc:
-            checks.append(
-                Check(
-                    "BIOCAP_SHARDS_URL",
-                    (
-                        Problem(
-                            "BIOCAP_SHARDS_URL",
-                            str(exc),
-                            "Use a brace pattern such as /data/shard-{000000..000159}.tar",
-                        ),
-                    ),
-                )
-            )
-    elif production:
-        checks.append(
-            Check(
-                "BIOCAP_SHARDS_URL",
-                (
-                    Problem(
-                        "BIOCAP_SHARDS_URL",
-                        NOT_ON_A_LAPTOP,
-                        "Set it to the input tars' brace pattern",
-                    ),
-                ),
-            )
-        )
     else:
-        checks.append(Check("BIOCAP_SHARDS_URL", (), "unset: the demo world stands in"))
+        checks.append(
+            _unset("BIOCAP_SHARDS_URL", "the input tars' brace pattern", production, demo)
+        )
     api = settings.wiki_api_url or (WIKIPEDIA_API_URL if settings.catalog_url else "")
     if api:
         try:
@@ -266,10 +236,6 @@ def run_all(env=None) -> list[Check]:
         )
     if settings.launcher == "k8s":
         checks.append(
-            Check(
-                "k8s",
-                tuple(launcher_problems(settings.launcher, settings.worker_image)),
-                settings.worker_image,
-            )
+            Check("k8s", tuple(k8s_problems(settings.worker_image)), settings.worker_image)
         )
     return checks + source_problems(settings)

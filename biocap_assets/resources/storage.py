@@ -15,7 +15,7 @@ import fsspec
 from pydantic import Field
 from upath import UPath
 
-from biocap_assets.common.files import atomic_open
+from biocap_assets.common.files import atomic_open, is_local
 from biocap_assets.resources.preflight import storage_problems
 
 _CHECKED: set[str] = set()
@@ -38,7 +38,7 @@ class StorageResource(dg.ConfigurableResource):
 
     @property
     def is_local(self) -> bool:
-        return self.protocol in ("file", "local")
+        return is_local(self.root_url)
 
     @property
     def protocol(self) -> str:

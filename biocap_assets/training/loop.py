@@ -504,7 +504,7 @@ def train(
             "world_size": env.world_size,
             "model": config.model,
             "checkpoint": str(run.out_dir / f"epoch_{config.epochs}.pt"),
-            "checkpoints_kept": checkpoint.prune(run.out_dir, config.keep_checkpoints),
+            "checkpoints_kept": checkpoint.complete_epochs(run.out_dir),
             "export": str(run.out_dir / checkpoint.EXPORT_DIR),
         }
     if dist.is_initialized():
