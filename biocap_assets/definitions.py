@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from biocap_assets.assets import captions, descriptions, evaluation, taxa, training, wiki
+from biocap_assets.assets import captions, descriptions, evaluation, models, taxa, training, wiki
 from biocap_assets.jobs import ALL_JOBS, evaluate_new_checkpoints, reevaluate, reevaluate_schedule
 from biocap_assets.resources import (
     ArtifactIOManager,
@@ -46,6 +46,8 @@ def build_resources(settings: Settings) -> dict[str, object]:
             namespace=env_or("BIOCAP_K8S_NAMESPACE", settings.k8s_namespace),
             pending_timeout=settings.k8s_pending_timeout,
             keep_failed_pods=settings.k8s_keep_failed_pods,
+            model_cache=settings.k8s_model_cache,
+            eval_volume=settings.k8s_eval_volume,
         ),
         "sources": SourcesResource(
             demo_root=str(settings.demo_root),
@@ -70,6 +72,7 @@ ALL_ASSETS = [
     training.clip_checkpoint,
     evaluation.eval_images,
     evaluation.eval_reports,
+    models.model_weights,
 ]
 ALL_CHECKS = [taxa.no_duplicate_taxa, wiki.every_taxon_has_a_row, wiki.error_share_below_threshold]
 

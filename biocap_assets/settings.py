@@ -9,6 +9,7 @@ used fails here, naming the variable and what it takes.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,10 @@ from biocap_assets.common.secrets import redact
 
 WIKIPEDIA_API_URL = "https://en.wikipedia.org/w/api.php"
 LAUNCHERS = ("local", "k8s")
+# Where the k8s launcher mounts the shared volumes in worker pods (and values.yaml the
+# evaluation volume in run pods): the model cache is HF_HOME there.
+MODEL_CACHE_MOUNT = "/models"
+EVAL_MOUNT = "/eval"
 EXECUTORS = ("in_process", "multiprocess")
 
 
@@ -61,6 +66,20 @@ VARIABLES = (
     ),
     Variable(
         "BIOCAP_K8S_KEEP_FAILED_PODS", "k8s launcher: 1 keeps failed worker pods for inspection"
+    ),
+    Variable(
+        "BIOCAP_K8S_MODEL_CACHE",
+        "k8s launcher: the ReadWriteMany PersistentVolumeClaim holding the Hugging Face cache, "
+        "mounted at /models (HF_HOME) in model-running worker pods, read-only and offline "
+        "except in the model_weights pod that fills it (default biocap-models; none: no "
+        "shared cache, each pod downloads)",
+    ),
+    Variable(
+        "BIOCAP_K8S_EVAL_VOLUME",
+        "k8s launcher: the ReadWriteMany PersistentVolumeClaim of the evaluation data, "
+        "mounted at /eval in the evaluation worker pods, where BIOCAP_EVAL_DATA, "
+        "BIOCAP_EVAL_IMAGES and BIOCAP_INQUIRE_RERANK point (default biocap-eval; none: "
+        "no volume)",
     ),
     Variable("BIOCAP_EVAL_DATA", "the upstream BioCAP data/ folder (default: the demo's suite)"),
     Variable(
@@ -114,6 +133,22 @@ def _flag(name: str, get, choices: str) -> bool:
     return text in ("1", "true", "yes")
 
 
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def _claim(name: str, get, default: str) -> str:
+    """A PersistentVolumeClaim's name, ``none`` for none (returned as "")."""
+    text = get(name) or default
+    if text.lower() == "none":
+        return ""
+    if not _DNS_LABEL.fullmatch(text) or len(text) > 63:
+        raise ConfigurationError(
+            f"{name}={text!r}: the name of a PersistentVolumeClaim in the workers' namespace "
+            "(lower-case letters, digits and '-'), or none"
+        )
+    return text
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -130,6 +165,8 @@ class Settings:
     k8s_namespace: str = "biocap"
     k8s_pending_timeout: float = 900.0
     k8s_keep_failed_pods: bool = False
+    k8s_model_cache: str = "biocap-models"  # "" when none
+    k8s_eval_volume: str = "biocap-eval"  # "" when none
     eval_data: str = ""
     eval_images: str = ""
     inquire_rerank: str = ""
@@ -213,6 +250,8 @@ class Settings:
             k8s_namespace=get("BIOCAP_K8S_NAMESPACE") or "biocap",
             k8s_pending_timeout=pending_timeout,
             k8s_keep_failed_pods=keep_failed_pods,
+            k8s_model_cache=_claim("BIOCAP_K8S_MODEL_CACHE", get, "biocap-models"),
+            k8s_eval_volume=_claim("BIOCAP_K8S_EVAL_VOLUME", get, "biocap-eval"),
             eval_data=get("BIOCAP_EVAL_DATA") or "",
             eval_images=get("BIOCAP_EVAL_IMAGES") or "",
             inquire_rerank=get("BIOCAP_INQUIRE_RERANK") or "",
@@ -241,6 +280,8 @@ class Settings:
             "BIOCAP_K8S_NAMESPACE": self.k8s_namespace,
             "BIOCAP_K8S_PENDING_TIMEOUT": f"{self.k8s_pending_timeout:g}",
             "BIOCAP_K8S_KEEP_FAILED_PODS": "1" if self.k8s_keep_failed_pods else "0",
+            "BIOCAP_K8S_MODEL_CACHE": self.k8s_model_cache or "none",
+            "BIOCAP_K8S_EVAL_VOLUME": self.k8s_eval_volume or "none",
             "BIOCAP_EVAL_DATA": self.eval_data or "demo suite",
             "BIOCAP_EVAL_IMAGES": self.eval_images
             or (f"{self.eval_data}/images" if self.eval_data else "demo images"),
@@ -274,6 +315,8 @@ class Settings:
                     "BIOCAP_K8S_NAMESPACE",
                     "BIOCAP_K8S_PENDING_TIMEOUT",
                     "BIOCAP_K8S_KEEP_FAILED_PODS",
+                    "BIOCAP_K8S_MODEL_CACHE",
+                    "BIOCAP_K8S_EVAL_VOLUME",
                 )
             ),
         ]
@@ -285,6 +328,18 @@ class Settings:
                 "BIOCAP_LAUNCHER=k8s with a file:// BIOCAP_STORAGE_URL: worker pods cannot "
                 "see this machine's files; use s3://"
             )
+        if self.launcher == "k8s" and self.k8s_eval_volume:
+            for name, value in (
+                ("BIOCAP_EVAL_DATA", self.eval_data),
+                ("BIOCAP_EVAL_IMAGES", self.eval_images),
+                ("BIOCAP_INQUIRE_RERANK", self.inquire_rerank),
+            ):
+                if value and not value.startswith(EVAL_MOUNT + "/"):
+                    found.append(
+                        f"{name}={value} is not on the evaluation volume "
+                        f"({self.k8s_eval_volume} at {EVAL_MOUNT}): the evaluation worker "
+                        "pods would not find it"
+                    )
         if bool(self.catalog_url) != bool(self.shards_url):
             real, demo = (
                 ("BIOCAP_CATALOG_URL", "BIOCAP_SHARDS_URL")

@@ -22,7 +22,7 @@ def _clean_biocap_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory) -> None
     """No test sees the developer's own BIOCAP_* settings or Hugging Face cache."""
     for name in BIOCAP_ENV:
         monkeypatch.delenv(name, raising=False)
-    for name in ("HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_DATASETS_CACHE"):
+    for name in ("HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_DATASETS_CACHE", "HF_ENDPOINT"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path_factory.getbasetemp() / "hf_home"))
 
@@ -135,3 +135,16 @@ def demo_run(captioned, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("demo_run") / "run"
     run_train(captioned, out, {"epochs": 4})
     return out
+
+
+@pytest.fixture
+def kubeconfig(tmp_path: Path) -> Path:
+    """A kubeconfig naming a server nothing listens on (dagster_k8s wants one to build)."""
+    path = tmp_path / "kubeconfig"
+    path.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: k, cluster: {server: 'https://127.0.0.1:6443'}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: c, context: {cluster: k, user: u}}]\n"
+    )
+    return path

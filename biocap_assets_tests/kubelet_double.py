@@ -7,7 +7,9 @@ pod reports its phase and container state as the API would (``Pending`` until st
 ``Running``, then ``Succeeded`` or ``Failed`` with the exit code and the termination
 message), and the log endpoint streams the process's output with timestamps, the way
 ``read_namespaced_pod_log(follow=True, timestamps=True)`` does. The image is ignored:
-``python`` in the command is this interpreter.
+``python`` in the command is this interpreter. A PersistentVolumeClaim is a folder under
+``claims`` (one per claim, shared by the pods that mount it); a variable whose value lies
+under a claim's mount path points into that folder instead (``readOnly`` is not enforced).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class KubeletDouble:
 
     def __init__(self, pending_reads: int = 1) -> None:
         self.api_client = _ApiClient()
+        self.claims = tempfile.mkdtemp(prefix="claims-")
         self.pods: dict[str, dict] = {}
         self.deleted: list[str] = []
         self.pending_reads = pending_reads
@@ -48,9 +51,23 @@ class KubeletDouble:
         container = body["spec"]["containers"][0]
         handle, termination = tempfile.mkstemp(prefix="termination-")
         os.close(handle)
+        claims = {
+            v["name"]: v["persistentVolumeClaim"]["claimName"]
+            for v in body["spec"].get("volumes", [])
+            if "persistentVolumeClaim" in v
+        }
+        mounts = {
+            m["mountPath"]: os.path.join(self.claims, claims[m["name"]])
+            for m in container.get("volumeMounts", [])
+            if m["name"] in claims
+        }
         env = {**os.environ}
         for item in container.get("env", []):
             value = item["value"]
+            for mount, folder in mounts.items():
+                if value == mount or value.startswith(mount + "/"):
+                    os.makedirs(folder, exist_ok=True)
+                    value = folder + value[len(mount) :]
             env[item["name"]] = termination if value == self.TERMINATION_LOG else value
         command = [sys.executable if c == "python" else c for c in container["command"]]
         process = subprocess.Popen(
@@ -161,6 +178,7 @@ class JobControllerDouble:
         self.kubelet = kubelet
         self.jobs: dict[str, list[str]] = {}
         self.services: list[str] = []
+        self.policies: dict[str, dict] = {}
         self.deleted_jobs: list[str] = []
         kubelet.create_namespaced_service = self._create_service
         kubelet.delete_namespaced_service = self._delete_service
@@ -199,6 +217,15 @@ class JobControllerDouble:
         for pod in self.jobs[name]:
             self.kubelet.delete_namespaced_pod(pod, namespace)
         self.deleted_jobs.append(name)
+
+    # NetworkingV1Api: the run's NetworkPolicy is recorded (no traffic is filtered here;
+    # test_network_policies.py checks what the policies allow)
+    def create_namespaced_network_policy(self, namespace: str, body: dict) -> dict:
+        self.policies[body["metadata"]["name"]] = body
+        return body
+
+    def delete_namespaced_network_policy(self, name: str, namespace: str) -> None:
+        del self.policies[name]
 
     def _create_service(self, namespace: str, body: dict) -> dict:
         self.services.append(body["metadata"]["name"])

@@ -16,6 +16,7 @@ IMPLEMENTED_ASSETS = {
     "visual_descriptions",
     "captioned_shards",
     "clip_checkpoint",
+    "model_weights",
 }
 
 
@@ -70,6 +71,16 @@ def test_a_value_that_cannot_be_used_is_named():
     settings = Settings.from_env({"BIOCAP_LAUNCHER": "k8s", "BIOCAP_K8S_PENDING_TIMEOUT": "60"})
     assert (settings.launcher, settings.k8s_pending_timeout) == ("k8s", 60.0)
     assert settings.set_variables == {"BIOCAP_LAUNCHER", "BIOCAP_K8S_PENDING_TIMEOUT"}
+    # the shared volumes: a claim name, or none
+    assert (settings.k8s_model_cache, settings.k8s_eval_volume) == ("biocap-models", "biocap-eval")
+    with pytest.raises(ConfigurationError, match="BIOCAP_K8S_MODEL_CACHE='Models/HF'"):
+        Settings.from_env({"BIOCAP_K8S_MODEL_CACHE": "Models/HF"})
+    off = Settings.from_env({"BIOCAP_K8S_MODEL_CACHE": "none", "BIOCAP_LAUNCHER": "k8s"})
+    assert off.k8s_model_cache == "" and off.effective()["BIOCAP_K8S_MODEL_CACHE"] == "none"
+    from biocap_assets.definitions import build_resources
+
+    launcher = build_resources(off)["launcher"]
+    assert launcher.model_cache == "" and launcher.eval_volume == "biocap-eval"
 
 
 def test_biocap_config_prints_no_password(monkeypatch, capsys):

@@ -271,6 +271,8 @@ def test_the_pipes_role_grants_only_what_the_pipes_client_uses():
         ("jobs", "delete"),
         ("services", "create"),
         ("services", "delete"),
+        ("networkpolicies", "create"),
+        ("networkpolicies", "delete"),
         ("pods", "list"),
     }
     for role in roles.values():
@@ -300,9 +302,19 @@ def test_helm_values_wire_the_run_pods_to_the_rbac_and_secrets():
     )
     secrets = {o["metadata"]["name"] for o in _documents(DEPLOY / "k8s" / "secrets.example.yaml")}
     deployment = values["dagster-user-deployments"]["deployments"][0]
-    assert {s["name"] for s in deployment["envSecrets"]} == secrets
-    assert {s["name"] for s in launcher["config"]["k8sRunLauncher"]["envSecrets"]} == secrets
-    assert values["postgresql"]["enabled"] is True
+    # Dagster's own password Secret is the chart's to read; ours go to the code and run pods
+    postgres_secret = values["global"]["postgresqlSecretName"]
+    assert values["generatePostgresqlPasswordSecret"] is False and postgres_secret in secrets
+    assert {s["name"] for s in deployment["envSecrets"]} == secrets - {postgres_secret}
+    assert {s["name"] for s in launcher["config"]["k8sRunLauncher"]["envSecrets"]} == (
+        secrets - {postgres_secret}
+    )
+    # an external PostgreSQL: the bundled one cannot run under the restricted standard
+    assert values["postgresql"]["enabled"] is False and values["postgresql"]["postgresqlHost"]
+    # the webserver binds an unprivileged port, and is probed there
+    webserver = values["dagsterWebserver"]
+    assert webserver["service"]["port"] >= 1024
+    assert webserver["readinessProbe"]["httpGet"]["port"] == webserver["service"]["port"]
     queue = values["dagsterDaemon"]["runCoordinator"]
     assert queue["type"] == "QueuedRunCoordinator"
     assert queue["config"]["queuedRunCoordinator"]["maxConcurrentRuns"] > 0
@@ -405,6 +417,14 @@ def test_multi_node_training_runs_as_an_indexed_job_with_pipes_from_rank_zero(
 
     jobs = JobControllerDouble(kubelet)
     monkeypatch.setattr(launcher_module, "_batch_api", lambda core: jobs)
+    monkeypatch.setattr(launcher_module, "_networking_api", lambda core: jobs)
+    policies = []
+    record = jobs.create_namespaced_network_policy
+    monkeypatch.setattr(
+        jobs,
+        "create_namespaced_network_policy",
+        lambda ns, body: policies.append(body) or record(ns, body),
+    )
     settings = Settings.from_env()
     local = build_resources(settings)
     shards = build_captioned_shards(settings)
@@ -423,7 +443,15 @@ def test_multi_node_training_runs_as_an_indexed_job_with_pipes_from_rank_zero(
     assert mat.metadata["world_size"].value == 2  # both pods joined one process group
     assert mat.metadata["epochs"].value == 1
     (job,) = jobs.jobs
-    assert jobs.deleted_jobs == [job] and jobs.services == []  # Job and Service cleaned up
+    # Job, Service and NetworkPolicy cleaned up
+    assert jobs.deleted_jobs == [job] and jobs.services == [] and jobs.policies == {}
+    # the run's policy admits exactly this run's pods, from exactly this run's pods
+    (policy,) = policies
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    assert policy["spec"]["ingress"] == [{"from": [{"podSelector": {"matchLabels": selector}}]}]
+    for pod in jobs.jobs[job]:
+        labels = kubelet.pods[pod]["body"]["metadata"]["labels"]
+        assert selector.items() <= labels.items()
     # every pod ran torchrun with its own node rank; one Pipes channel (rank 0's) reported
     scripts = [
         kubelet.pods[p]["body"]["spec"]["containers"][0]["command"][-1] for p in jobs.jobs[job]

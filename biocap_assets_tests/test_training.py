@@ -105,14 +105,14 @@ def test_training_on_the_demo_lowers_validation_loss(captioned, tmp_path):
 @pytest.mark.parametrize("nnodes", [2, 4])
 def test_multi_node_manifests_validate(nnodes):
     options = PodOptions(image="registry.example.org/biocap-gpu:0.1.0", namespace="biocap")
-    service, job = training_manifests(
+    service, policy, job = training_manifests(
         "biocap-train-a1b2",
         options,
         nnodes=nnodes,
         gpus_per_node=4,
         worker_args=["--preset", "upstream"],
     )
-    for manifest in (service, job):
+    for manifest in (service, policy, job):
         kubernetes_validate.validate(manifest, "1.33", strict=True)
     assert service["spec"]["clusterIP"] == "None"
     spec = job["spec"]
@@ -536,7 +536,7 @@ def test_training_job_arguments_stay_one_word_each_for_the_shell():
     from biocap_assets.resources.k8s import PodOptions, training_manifests
 
     tricky = ["--config", '{"note": "a b; rm -rf /"}', "--out", "s3://b/it's here"]
-    _, job = training_manifests("biocap-train-x", PodOptions(image="i"), 2, 1, tricky)
+    _, _, job = training_manifests("biocap-train-x", PodOptions(image="i"), 2, 1, tricky)
     script = job["spec"]["template"]["spec"]["containers"][0]["command"][-1]
     words = shlex.split(script.removeprefix("exec "))
     assert words[-len(tricky) :] == tricky

@@ -18,6 +18,7 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from biocap_assets.common.model_cache import require_cached
 from biocap_assets.inference.base import (
     Generation,
     GenerationRequest,
@@ -87,6 +88,7 @@ class VLLMBackend:
     name = "vllm"
 
     def __init__(self, config: VLLMConfig, sampling: SamplingConfig):
+        require_cached(config.model)  # offline GPU pods: say which model is missing, first
         try:
             from vllm import LLM, SamplingParams
         except ImportError as exc:  # pragma: no cover - needs a GPU machine

@@ -2,8 +2,18 @@
 
 A worker pod runs the same ``python -m biocap_assets.workers.<name>`` command as
 the local launcher, in the GPU worker image, as a non-root user, with resource
-requests and limits, ``nvidia.com/gpu`` for GPU workers, the node selector and
-tolerations of the GPU pool, and S3 credentials from a Secret.
+requests and limits (ephemeral storage included), ``nvidia.com/gpu`` for GPU workers, the
+node selector and tolerations of the GPU pool, and S3 credentials from a Secret.
+
+Two shared volumes (ReadWriteMany claims, ``deploy/k8s/volumes.yaml``):
+
+- the **model cache** at ``/models``, the pods' ``HF_HOME``: read-only, with
+  ``HF_HUB_OFFLINE=1``, in every pod that loads a model (the GPU workers), so no pod
+  downloads weights; read-write and online only in the ``models`` worker, which fills it
+  once (the ``model_weights`` asset);
+- the **evaluation data** at ``/eval``, in the workers that download and read the
+  benchmark images (``download``, ``evaluate``); run pods mount it too (values.yaml), where
+  the suite's annotation files are read.
 """
 
 from __future__ import annotations
@@ -12,8 +22,12 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from biocap_assets.settings import EVAL_MOUNT, MODEL_CACHE_MOUNT
+
 GPU_RESOURCE = "nvidia.com/gpu"
 DEFAULT_GPU_WORKERS = ("describe", "caption", "train", "evaluate")
+MODEL_CACHE_WRITER = "models"  # the worker that fills the model cache (model_weights)
+EVAL_WORKERS = ("download", "evaluate")
 
 
 @dataclass(frozen=True)
@@ -34,6 +48,13 @@ class PodOptions:
         )
     )
     s3_secret: str = "biocap-s3"
+    model_cache: str = "biocap-models"  # claim of the shared Hugging Face cache; "": none
+    eval_volume: str = "biocap-eval"  # claim of the evaluation data; "": none
+    # node-local disk (container layer, /tmp scratch): shards in and out, vLLM and
+    # torch.compile caches; the kubelet evicts a pod past its limit, the scheduler places
+    # it on a node with this much free
+    ephemeral_storage: str = "20Gi"
+    gpu_ephemeral_storage: str = "100Gi"
     run_as_user: int = 1000
     shm_size: str = "16Gi"  # PyTorch data loaders and NCCL need more than the 64 MiB default
 
@@ -42,13 +63,65 @@ def uses_gpu(worker: str, options: PodOptions) -> bool:
     return options.gpus > 0 and worker in options.gpu_workers
 
 
+def uses_model_cache(worker: str, options: PodOptions) -> bool:
+    return bool(options.model_cache) and (
+        worker in options.gpu_workers or worker == MODEL_CACHE_WRITER
+    )
+
+
+def uses_eval_volume(worker: str, options: PodOptions) -> bool:
+    return bool(options.eval_volume) and worker in EVAL_WORKERS
+
+
+def _ephemeral(worker: str, options: PodOptions) -> str:
+    return options.gpu_ephemeral_storage if uses_gpu(worker, options) else options.ephemeral_storage
+
+
+def cache_env(worker: str, options: PodOptions) -> dict[str, str]:
+    """HF_HOME on the shared cache; offline, except for the worker that fills it."""
+    if not uses_model_cache(worker, options):
+        return {}
+    env = {"HF_HOME": MODEL_CACHE_MOUNT}
+    if worker != MODEL_CACHE_WRITER:
+        env["HF_HUB_OFFLINE"] = "1"
+    return env
+
+
+def _shared_volumes(worker: str, options: PodOptions) -> list[tuple[dict, dict]]:
+    """(volume, mount) for each shared claim this worker uses."""
+    shared = []
+    if uses_model_cache(worker, options):
+        read_only = worker != MODEL_CACHE_WRITER
+        shared.append(
+            (
+                {
+                    "name": "models",
+                    "persistentVolumeClaim": {
+                        "claimName": options.model_cache,
+                        "readOnly": read_only,
+                    },
+                },
+                {"name": "models", "mountPath": MODEL_CACHE_MOUNT, "readOnly": read_only},
+            )
+        )
+    if uses_eval_volume(worker, options):
+        shared.append(
+            (
+                {"name": "eval", "persistentVolumeClaim": {"claimName": options.eval_volume}},
+                {"name": "eval", "mountPath": EVAL_MOUNT},
+            )
+        )
+    return shared
+
+
 def worker_container(
     worker: str, command: Sequence[str], options: PodOptions, env: Mapping[str, str] | None = None
 ) -> dict:
     gpu = uses_gpu(worker, options)
     cpu, memory = (options.gpu_cpu, options.gpu_memory) if gpu else (options.cpu, options.memory)
-    limits: dict[str, str] = {"memory": memory}
-    requests: dict[str, str] = {"cpu": cpu, "memory": memory}
+    disk = _ephemeral(worker, options)
+    limits: dict[str, str] = {"memory": memory, "ephemeral-storage": disk}
+    requests: dict[str, str] = {"cpu": cpu, "memory": memory, "ephemeral-storage": disk}
     if gpu:
         limits[GPU_RESOURCE] = str(options.gpus)
         requests[GPU_RESOURCE] = str(options.gpus)
@@ -56,7 +129,10 @@ def worker_container(
         "name": f"biocap-{worker.replace('_', '-')}",
         "image": options.image,
         "command": list(command),
-        "env": [{"name": k, "value": v} for k, v in sorted((env or {}).items())],
+        "env": [
+            {"name": k, "value": v}
+            for k, v in sorted({**cache_env(worker, options), **(env or {})}.items())
+        ],
         "resources": {"requests": requests, "limits": limits},
         # the worker writes its error to the termination log; without one, the log's tail
         "terminationMessagePath": "/dev/termination-log",
@@ -70,6 +146,7 @@ def worker_container(
         "volumeMounts": [
             {"name": "dshm", "mountPath": "/dev/shm"},
             {"name": "scratch", "mountPath": "/tmp"},
+            *(mount for _, mount in _shared_volumes(worker, options)),
         ],
     }
     if options.s3_secret:
@@ -96,7 +173,8 @@ def worker_pod_spec(
         "containers": [worker_container(worker, command, options, env)],
         "volumes": [
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": options.shm_size}},
-            {"name": "scratch", "emptyDir": {}},
+            {"name": "scratch", "emptyDir": {"sizeLimit": _ephemeral(worker, options)}},
+            *(volume for volume, _ in _shared_volumes(worker, options)),
         ],
     }
     if uses_gpu(worker, options):
@@ -136,7 +214,12 @@ def training_manifests(
     env: Mapping[str, str] | None = None,
     port: int = 29500,
 ) -> list[dict]:
-    """Multi-node training: a headless Service and an Indexed Job of ``nnodes`` pods.
+    """Multi-node training: a headless Service, a NetworkPolicy and an Indexed Job of
+    ``nnodes`` pods.
+
+    The namespace denies all ingress by default (``deploy/k8s/networkpolicy.yaml``); this
+    run's policy lets its pods, and only them, reach each other (rendezvous, NCCL), so
+    the pods of two training runs cannot connect.
 
     torchrun's static rendezvous: pod ``<name>-0`` (completion index 0) is the master,
     reachable as ``<name>-0.<name>`` through the headless Service, and each pod's
@@ -176,6 +259,16 @@ def training_manifests(
             "ports": [{"name": "rendezvous", "port": port, "targetPort": port}],
         },
     }
+    policy = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": name, "namespace": options.namespace, "labels": labels},
+        "spec": {
+            "podSelector": {"matchLabels": {"biocap/run": name}},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"podSelector": {"matchLabels": {"biocap/run": name}}}]}],
+        },
+    }
     job = {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -189,4 +282,4 @@ def training_manifests(
             "template": {"metadata": {"labels": labels}, "spec": spec},
         },
     }
-    return [service, job]
+    return [service, policy, job]

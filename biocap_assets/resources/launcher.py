@@ -92,6 +92,14 @@ class LauncherResource(dg.ConfigurableResource):
         ]
     )
     s3_secret: str = Field(default="biocap-s3", description="k8s: Secret with AWS_* keys")
+    model_cache: str = Field(
+        default="biocap-models",
+        description="k8s: claim of the shared Hugging Face cache at /models ('' for none)",
+    )
+    eval_volume: str = Field(
+        default="biocap-eval",
+        description="k8s: claim of the evaluation data at /eval ('' for none)",
+    )
     pod_wait_timeout: float = Field(
         default=24 * 3600.0, description="k8s: longest a worker pod may run"
     )
@@ -112,7 +120,20 @@ class LauncherResource(dg.ConfigurableResource):
             node_selector=dict(self.node_selector),
             tolerations=tuple(dict(t) for t in self.tolerations),
             s3_secret=self.s3_secret,
+            model_cache=self.model_cache,
+            eval_volume=self.eval_volume,
         )
+
+    def model_cache_label(self) -> str:
+        """Where the model-running workers find their weights, in words."""
+        if self.mode == "k8s":
+            if not self.model_cache:
+                return "none shared: each worker pod downloads into its own filesystem"
+            return f"PersistentVolumeClaim {self.namespace}/{self.model_cache} at /models"
+        home = {**os.environ, **self.env}
+        from biocap_assets.training.pretrained import hub_cache
+
+        return f"this machine's Hugging Face cache ({hub_cache(home)})"
 
     def run(
         self,
@@ -208,7 +229,8 @@ class LauncherResource(dg.ConfigurableResource):
         nnodes: int,
         gpus_per_node: int,
     ) -> dg.PipesClientCompletedInvocation:
-        """Multi-node training: an Indexed Job of ``nnodes`` torchrun pods and its Service.
+        """Multi-node training: an Indexed Job of ``nnodes`` torchrun pods, its Service and
+        its NetworkPolicy (only the run's own pods reach each other).
 
         Every pod gets the same Pipes bootstrap; only global rank 0 opens the channel
         (the train worker checks RANK), and its logs are the ones read.
@@ -229,10 +251,12 @@ class LauncherResource(dg.ConfigurableResource):
         session_cm, reader = _pipes_session(context, extras)
         with session_cm as session:
             env = {**self._pod_env(None), **session.get_bootstrap_env_vars()}
-            service, job = training_manifests(
+            service, policy, job = training_manifests(
                 name, self.pod_options(), nnodes, gpus_per_node, [], env
             )
+            networking = _networking_api(core)
             core.create_namespaced_service(self.namespace, service)
+            networking.create_namespaced_network_policy(self.namespace, policy)
             batch.create_namespaced_job(self.namespace, job)
             context.log.info(
                 f"launched training Job {self.namespace}/{name}: {nnodes} nodes x "
@@ -247,6 +271,7 @@ class LauncherResource(dg.ConfigurableResource):
             def delete() -> None:
                 batch.delete_namespaced_job(name, self.namespace, propagation_policy="Background")
                 core.delete_namespaced_service(name, self.namespace)
+                networking.delete_namespaced_network_policy(name, self.namespace)
 
             run_job(
                 list_pods=pods,
@@ -292,6 +317,13 @@ def _batch_api(core):
     from kubernetes import client as k8s_client
 
     return k8s_client.BatchV1Api(core.api_client)
+
+
+def _networking_api(core):
+    """NetworkPolicies through the same configured API client as ``core``."""
+    from kubernetes import client as k8s_client
+
+    return k8s_client.NetworkingV1Api(core.api_client)
 
 
 def _as_dict(core, obj) -> dict:

@@ -45,6 +45,19 @@ def _offline(env: Mapping[str, str]) -> bool:
     return env.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
 
 
+def hub_repo(model: str, pretrained: str | None) -> tuple[str, tuple[str, ...]] | None:
+    """The Hugging Face repository open_clip fetches ``model``'s ``pretrained`` weights from,
+    and the files it looks for there; None when they do not come from the hub (a file,
+    a URL, random initialisation, an unknown tag)."""
+    import open_clip
+
+    if not pretrained:
+        return None
+    cfg = open_clip.get_pretrained_cfg(model, pretrained) or {}
+    repo = (cfg.get("hf_hub") or "").rstrip("/")
+    return (repo, _HUB_FILES) if repo else None
+
+
 def _how_to(model: str, tag: str, repo: str) -> str:
     return (
         f"Provide them in one of two ways: download them where the training workers' "
