@@ -16,6 +16,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# IBM's network-config-analyzer (test_network_policies.py) pins PyYAML, networkx and lxml
+# to old releases, so it lives in a venv of its own, called as a program.
+NCA_STAMP := $(VENV)/nca/.installed-stamp
+$(NCA_STAMP): $(STAMP)
+	test -x $(VENV)/nca/bin/python || $(PYTHON) -m venv $(VENV)/nca
+	$(VENV)/nca/bin/python -m pip install --quiet network-config-analyzer==2.1.0
+	touch $(NCA_STAMP)
+
 ## Build the demo world and materialize the whole graph on it.
 demo: install
 	$(BIN)/biocap demo
@@ -34,7 +42,7 @@ system-deps:
 
 ## Lint (ruff, formatting, the import layering), then run the whole suite (slow
 ## end-to-end tests included).
-test: install system-deps
+test: install $(NCA_STAMP) system-deps
 	$(BIN)/ruff check biocap_assets biocap_assets_tests bench
 	$(BIN)/ruff format --check biocap_assets biocap_assets_tests bench
 	$(BIN)/lint-imports

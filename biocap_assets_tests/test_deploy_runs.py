@@ -1,120 +1,21 @@
 """Run pods as the Dagster chart and dagster_k8s would make them from our Helm values.
 
 No cluster is reachable here, so the pod is built by dagster_k8s's own code, the code the
-run launcher runs: ``K8sRunLauncher`` configured as the chart's ``_run-launcher.tpl``
-renders ``runLauncher.config.k8sRunLauncher``, ``K8sContainerContext.create_for_run`` with
-the container context the user-code subchart sends when ``includeConfigInLaunchedRuns`` is
-on (``dagsterUserDeployments.k8sContainerContext``), and ``construct_dagster_k8s_job``.
+run launcher runs (``chart.py``): ``K8sRunLauncher`` as the chart configures it,
+``K8sContainerContext.create_for_run`` and ``construct_dagster_k8s_job``.
 """
 
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
-import pytest
-import yaml
-
-DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
-RELEASE_NAMESPACE = "biocap"
-
-
-def _values() -> dict:
-    return yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
-
-
-def _documents(path: Path) -> list[dict]:
-    return [d for d in yaml.safe_load_all(path.read_text()) if d]
-
-
-def _launcher(values: dict, kubeconfig: Path):
-    """A K8sRunLauncher with the config the chart renders from ``values``."""
-    from dagster_k8s import K8sRunLauncher
-
-    config = values["runLauncher"]["config"]["k8sRunLauncher"]
-    run_k8s = config.get("runK8sConfig", {})
-    return K8sRunLauncher(
-        load_incluster_config=False,
-        kubeconfig_file=str(kubeconfig),  # the chart: in-cluster; here a file, never used
-        job_namespace=config.get("jobNamespace") or RELEASE_NAMESPACE,
-        image_pull_policy=config.get("imagePullPolicy"),
-        service_account_name=values["global"]["serviceAccountName"],
-        instance_config_map="dagster-instance",
-        postgres_password_secret="dagster-postgresql-secret",
-        dagster_home="/opt/dagster/dagster_home",
-        env_config_maps=[m["name"] for m in config.get("envConfigMaps", [])],
-        env_secrets=[s["name"] for s in config.get("envSecrets", [])],
-        resources=config.get("resources"),
-        run_k8s_config={
-            "container_config": run_k8s.get("containerConfig", {}),
-            "pod_spec_config": run_k8s.get("podSpecConfig", {}),
-        },
-    )
-
-
-def _code_server_context(values: dict) -> dict | None:
-    """What the user-code subchart sends with every run (None when it sends nothing)."""
-    deployment = values["dagster-user-deployments"]["deployments"][0]
-    if not deployment.get("includeConfigInLaunchedRuns", {}).get("enabled"):
-        return None
-    return {
-        "k8s": {
-            "image_pull_policy": deployment["image"]["pullPolicy"],
-            "env_config_maps": [f"dagster-dagster-user-deployments-{deployment['name']}-user-env"]
-            + [m["name"] for m in deployment.get("envConfigMaps", [])],
-            "env_secrets": [s["name"] for s in deployment.get("envSecrets", [])],
-            **({"resources": deployment["resources"]} if deployment.get("resources") else {}),
-            "namespace": RELEASE_NAMESPACE,
-            "service_account_name": values["global"]["serviceAccountName"],
-        }
-    }
-
-
-def _run_pod(values: dict, kubeconfig: Path):
-    """The Job the launcher would create for one run of the ``biocap`` location."""
-    from dagster._core.code_pointer import ModuleCodePointer
-    from dagster._core.origin import JobPythonOrigin, RepositoryPythonOrigin
-    from dagster._core.storage.dagster_run import DagsterRun
-    from dagster_k8s.job import construct_dagster_k8s_job
-
-    launcher = _launcher(values, kubeconfig)
-    image = "registry.example.org/biocap/user-code:0.1.0"
-    origin = JobPythonOrigin(
-        "caption_backfill",
-        RepositoryPythonOrigin(
-            executable_path="python",
-            code_pointer=ModuleCodePointer("biocap_assets.definitions", "defs", None),
-            container_image=image,
-            container_context=_code_server_context(values),
-        ),
-    )
-    run = DagsterRun(job_name="caption_backfill", run_id="0" * 36, job_code_origin=origin)
-    context = launcher.get_container_context_for_run(run)
-    job = construct_dagster_k8s_job(
-        job_config=context.get_k8s_job_config(job_image=image, run_launcher=launcher),
-        args=["dagster", "api", "execute_run"],
-        job_name="dagster-run-0",
-        user_defined_k8s_config=context.run_k8s_config,
-        component="run_worker",
-    )
-    return job, context
-
-
-@pytest.fixture
-def kubeconfig(tmp_path: Path) -> Path:
-    path = tmp_path / "kubeconfig"
-    path.write_text(
-        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
-        "clusters: [{name: k, cluster: {server: 'https://127.0.0.1:6443'}}]\n"
-        "users: [{name: u, user: {token: t}}]\n"
-        "contexts: [{name: c, context: {cluster: k, user: u}}]\n"
-    )
-    return path
+from biocap_assets.settings import EVAL_MOUNT, Settings
+from biocap_assets_tests.chart import DEPLOY, documents, helm_values, run_pod
 
 
 def _granted(service_account: str) -> set[tuple[str, str]]:
     """(resource, verb) pairs the RBAC in deploy/k8s gives a service account."""
-    objects = _documents(DEPLOY / "k8s" / "rbac.yaml")
+    objects = documents(DEPLOY / "k8s" / "rbac.yaml")
     roles = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Role"}
     granted = set()
     for binding in (o for o in objects if o["kind"] == "RoleBinding"):
@@ -136,12 +37,14 @@ LAUNCHER_NEEDS = {
     ("jobs", "delete"),
     ("services", "create"),
     ("services", "delete"),
+    ("networkpolicies", "create"),
+    ("networkpolicies", "delete"),
 }
 
 
 def test_run_pods_run_as_biocap_runs_with_the_run_sizes(kubeconfig):
-    values = _values()
-    job, _ = _run_pod(values, kubeconfig)
+    values = helm_values()
+    job, _ = run_pod(values, kubeconfig)
     pod = job.spec.template.spec
     assert pod.service_account_name == "biocap-runs"
     assert _granted(pod.service_account_name) >= LAUNCHER_NEEDS
@@ -154,6 +57,32 @@ def test_run_pods_run_as_biocap_runs_with_the_run_sizes(kubeconfig):
     # the settings and the secrets reach the run pod
     sources = {(e.config_map_ref or e.secret_ref).name for e in container.env_from}
     assert {"biocap-env", "biocap-s3", "biocap-ducklake"} <= sources
+    # the evaluation volume, where the shipped settings put the suite, read-only
+    (settings,) = documents(DEPLOY / "k8s" / "biocap-env.yaml")
+    claims = {
+        v.name: v.persistent_volume_claim.claim_name
+        for v in pod.volumes or []
+        if v.persistent_volume_claim
+    }
+    mounted = {claims[m.name]: (m.mount_path, m.read_only) for m in container.volume_mounts}
+    assert mounted[settings["data"]["BIOCAP_K8S_EVAL_VOLUME"]] == (EVAL_MOUNT, True)
+
+
+def test_the_shipped_settings_go_together_with_the_shipped_volumes():
+    """biocap-env.yaml read by Settings, as a run pod reads it: a production configuration
+    with no inconsistency, its claims the ReadWriteMany ones volumes.yaml creates."""
+    (settings,) = documents(DEPLOY / "k8s" / "biocap-env.yaml")
+    parsed = Settings.from_env(settings["data"])
+    assert parsed.production_shaped and parsed.inconsistencies() == []
+    claims = {
+        o["metadata"]["name"]: o["spec"]["accessModes"]
+        for o in documents(DEPLOY / "k8s" / "volumes.yaml")
+    }
+    for claim in (parsed.k8s_model_cache, parsed.k8s_eval_volume):
+        assert claims[claim] == ["ReadWriteMany"]
+    # a path off the evaluation volume is named: the worker pods would not see it
+    moved = Settings.from_env({**settings["data"], "BIOCAP_EVAL_DATA": "/data/eval"})
+    assert any("BIOCAP_EVAL_DATA=/data/eval" in p for p in moved.inconsistencies())
 
 
 def test_with_the_code_servers_context_the_run_pods_would_run_as_the_charts_account(
@@ -161,11 +90,14 @@ def test_with_the_code_servers_context_the_run_pods_would_run_as_the_charts_acco
 ):
     """Why includeConfigInLaunchedRuns is off: through dagster_k8s's merge, the code
     server's account and sizes win over runK8sConfig."""
-    values = copy.deepcopy(_values())
+    values = copy.deepcopy(helm_values())
     deployment = values["dagster-user-deployments"]["deployments"][0]
     deployment["includeConfigInLaunchedRuns"] = {"enabled": True}
-    job, _ = _run_pod(values, kubeconfig)
+    job, _ = run_pod(values, kubeconfig)
     pod = job.spec.template.spec
     assert pod.service_account_name == values["global"]["serviceAccountName"]
     assert not _granted(pod.service_account_name) >= LAUNCHER_NEEDS
-    assert pod.containers[0].resources.requests == deployment["resources"]["requests"]
+    # (merged key by key: the code server's cpu and memory over the run's)
+    assert (
+        deployment["resources"]["requests"].items() <= pod.containers[0].resources.requests.items()
+    )
