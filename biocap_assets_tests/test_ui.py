@@ -40,6 +40,7 @@ ASSETS = (
     "clip_checkpoint",
     "eval_images",
     "eval_reports",
+    "model_weights",
 )
 BACKFILL = ("000000", "000001")
 
@@ -215,7 +216,7 @@ def test_materialize_and_backfill_from_the_ui(ui, page, screenshots: Path) -> No
     # 1. The global asset graph shows every asset once its groups are expanded.
     page.goto(f"{base_url}/asset-groups")
     _skip_community_dialog(page)
-    for group in ("taxa", "wiki", "descriptions", "captions", "training", "evaluation"):
+    for group in ("taxa", "wiki", "descriptions", "captions", "training", "evaluation", "models"):
         expect(page.get_by_text(group, exact=True).first).to_be_visible()
     page.keyboard.press("Alt+e")  # the graph's "Expand all groups" shortcut
     names = page.locator("[class*=AssetNode_assetName]")
