@@ -109,3 +109,33 @@ def test_check_says_when_the_clusters_api_server_does_not_answer(biocap_home, tm
     assert code == 1
     assert f"PROBLEM BIOCAP_LAUNCHER: k8s: the API server {server} did not answer" in printed
     assert "PROBLEM BIOCAP_WORKER_IMAGE" not in printed
+
+
+def test_check_names_a_missing_or_unsuitable_shared_volume(biocap_home, tmp_path):
+    """The claims are read through the kubernetes client, from an API-shaped server: a
+    missing claim, and one that is ReadWriteOnce and unbound, are each named with their
+    variable; a good one is not."""
+    from biocap_assets_tests.k8s_api_server import KubeApiServer, claim
+
+    env = {"BIOCAP_LAUNCHER": "k8s", "BIOCAP_WORKER_IMAGE": "registry/worker:1"}
+    with KubeApiServer([claim("biocap-models", "biocap", ["ReadWriteOnce"], "Pending")]) as api:
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(api.kubeconfig())
+        code, printed = _check({**env, "KUBECONFIG": str(kubeconfig)}, biocap_home)
+    assert code == 1
+    assert "PROBLEM BIOCAP_K8S_EVAL_VOLUME: k8s: there is no PersistentVolumeClaim " in printed
+    assert "biocap/biocap-eval" in printed
+    assert "PROBLEM BIOCAP_K8S_MODEL_CACHE: k8s: PersistentVolumeClaim biocap/biocap-models " in (
+        printed
+    )
+    assert "ReadWriteOnce, not ReadWriteMany" in printed and "is Pending" in printed
+
+    good = [
+        claim("biocap-models", "biocap", ["ReadWriteMany"]),
+        claim("biocap-eval", "biocap", ["ReadWriteMany"]),
+    ]
+    with KubeApiServer(good) as api:
+        kubeconfig.write_text(api.kubeconfig())
+        code, printed = _check({**env, "KUBECONFIG": str(kubeconfig)}, biocap_home)
+    assert "BIOCAP_K8S_MODEL_CACHE" not in printed and "BIOCAP_K8S_EVAL_VOLUME" not in printed
+    assert "PROBLEM BIOCAP_LAUNCHER" not in printed

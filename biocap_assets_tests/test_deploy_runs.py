@@ -25,8 +25,9 @@ def _granted(service_account: str) -> set[tuple[str, str]]:
     return granted
 
 
-# What our launcher calls (resources/launcher.py): worker pods through Pipes, and for
-# multi-node training an Indexed Job with a headless Service.
+# What our launcher (resources/launcher.py) and `biocap check` call: worker pods through
+# Pipes, for multi-node training an Indexed Job with a headless Service and a
+# NetworkPolicy, and the shared volumes' claims.
 LAUNCHER_NEEDS = {
     ("pods", "create"),
     ("pods", "get"),
@@ -39,6 +40,7 @@ LAUNCHER_NEEDS = {
     ("services", "delete"),
     ("networkpolicies", "create"),
     ("networkpolicies", "delete"),
+    ("persistentvolumeclaims", "get"),  # biocap check (resources/preflight.py)
 }
 
 

@@ -245,7 +245,7 @@ def test_every_shipped_manifest_validates(path):
         kubernetes_validate.validate(document, K8S_VERSION, strict=True)
 
 
-def test_the_pipes_role_grants_only_what_the_pipes_client_uses():
+def test_the_pipes_role_grants_only_what_the_launcher_and_biocap_check_use():
     objects = _documents(DEPLOY / "k8s" / "rbac.yaml")
     roles = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Role"}
     granted = {
@@ -259,6 +259,7 @@ def test_the_pipes_role_grants_only_what_the_pipes_client_uses():
         ("pods", "get"),
         ("pods", "delete"),
         ("pods/log", "get"),
+        ("persistentvolumeclaims", "get"),  # biocap check
     }
     training = {
         (resource, verb)

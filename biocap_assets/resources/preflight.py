@@ -99,8 +99,10 @@ def lake_problems(settings: Settings) -> list[Problem]:
     return []
 
 
-def k8s_problems(image: str) -> list[Problem]:
-    """The k8s launcher's needs: the worker image, a kube config, an API server that answers."""
+def k8s_problems(settings: Settings) -> list[Problem]:
+    """The k8s launcher's needs: the worker image, a kube config, an API server that
+    answers, and the shared volumes' claims in the workers' namespace."""
+    image = settings.worker_image
     problems = []
     if not image:
         problems.append(
@@ -136,6 +138,62 @@ def k8s_problems(image: str) -> list[Problem]:
                 f"k8s: the API server {host} did not answer ({type(exc).__name__}: "
                 f"{redact(str(exc))[:200]})",
                 "Check the cluster is up and the kube config's server and credentials",
+            )
+        )
+        return problems
+    for variable, claim in (
+        ("BIOCAP_K8S_MODEL_CACHE", settings.k8s_model_cache),
+        ("BIOCAP_K8S_EVAL_VOLUME", settings.k8s_eval_volume),
+    ):
+        if claim:
+            problems += _claim_problems(client, variable, claim, settings.k8s_namespace)
+    return problems
+
+
+def _claim_problems(client, variable: str, claim: str, namespace: str) -> list[Problem]:
+    """A shared volume's claim must exist, be ReadWriteMany (pods on many nodes mount it)
+    and be bound; otherwise every pod mounting it waits Pending until the timeout."""
+    where = f"PersistentVolumeClaim {namespace}/{claim}"
+    try:
+        pvc = client.CoreV1Api().read_namespaced_persistent_volume_claim(
+            claim, namespace, _request_timeout=10
+        )
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return [
+                Problem(
+                    variable,
+                    f"k8s: there is no {where}",
+                    "Apply deploy/k8s/volumes.yaml, or set the variable to the claim's "
+                    "name (none: no shared volume)",
+                )
+            ]
+        return [
+            Problem(
+                variable,
+                f"k8s: cannot read {where} ({exc.status} {exc.reason})",
+                "Grant get on persistentvolumeclaims (deploy/k8s/rbac.yaml does)",
+            )
+        ]
+    problems = []
+    modes = pvc.spec.access_modes or []
+    if "ReadWriteMany" not in modes:
+        problems.append(
+            Problem(
+                variable,
+                f"k8s: {where} is {', '.join(modes) or 'without access modes'}, not "
+                "ReadWriteMany: worker pods on different nodes cannot mount it at once",
+                "Recreate it with accessModes [ReadWriteMany] from a storage class that "
+                "offers it (NFS, CephFS, EFS...)",
+            )
+        )
+    phase = pvc.status.phase if pvc.status else None
+    if phase != "Bound":
+        problems.append(
+            Problem(
+                variable,
+                f"k8s: {where} is {phase or 'not bound'}: no volume was provisioned for it",
+                "Check its storage class (kubectl describe pvc)",
             )
         )
     return problems
@@ -235,7 +293,5 @@ def run_all(env=None) -> list[Check]:
             Check("DuckLake", tuple(lake_problems(settings)), redact(settings.ducklake_catalog))
         )
     if settings.launcher == "k8s":
-        checks.append(
-            Check("k8s", tuple(k8s_problems(settings.worker_image)), settings.worker_image)
-        )
+        checks.append(Check("k8s", tuple(k8s_problems(settings)), settings.worker_image))
     return checks + source_problems(settings)
