@@ -70,7 +70,8 @@ VARIABLES = (
     Variable(
         "BIOCAP_K8S_MODEL_CACHE",
         "k8s launcher: the ReadWriteMany PersistentVolumeClaim holding the Hugging Face cache, "
-        "mounted at /models (HF_HOME) in model-running worker pods, read-only and offline "
+        "mounted at /models (HF_HUB_CACHE=/models/hub) in model-running worker pods, "
+        "read-only and offline "
         "except in the model_weights pod that fills it (default biocap-models; none: no "
         "shared cache, each pod downloads)",
     ),

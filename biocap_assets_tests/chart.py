@@ -95,3 +95,15 @@ def run_pod(values: dict, kubeconfig: Path):
         component="run_worker",
     )
     return job, context
+
+
+def granted(service_account: str) -> set[tuple[str, str]]:
+    """(resource, verb) pairs the RBAC in deploy/k8s gives a service account."""
+    objects = documents(DEPLOY / "k8s" / "rbac.yaml")
+    roles = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Role"}
+    pairs = set()
+    for binding in (o for o in objects if o["kind"] == "RoleBinding"):
+        if any(s["name"] == service_account for s in binding["subjects"]):
+            for rule in roles[binding["roleRef"]["name"]]["rules"]:
+                pairs |= {(r, v) for r in rule["resources"] for v in rule["verbs"]}
+    return pairs

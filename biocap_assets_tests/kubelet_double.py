@@ -180,8 +180,9 @@ class JobControllerDouble:
         self.services: list[str] = []
         self.policies: dict[str, dict] = {}
         self.deleted_jobs: list[str] = []
+        self.uids: dict[str, str] = {}
+        self._owners: dict[str, str] = {}  # Service / NetworkPolicy name: owner's uid
         kubelet.create_namespaced_service = self._create_service
-        kubelet.delete_namespaced_service = self._delete_service
         kubelet.list_namespaced_pod = self._list_pods
 
     def create_namespaced_job(self, namespace: str, body: dict) -> dict:
@@ -211,30 +212,72 @@ class JobControllerDouble:
             self.kubelet.create_namespaced_pod(namespace, template)
             pods.append(pod_name)
         self.jobs[name] = pods[::-1]  # by index
-        return body
+        uid = str(uuid.uuid4())
+        self.uids[name] = uid
+        return {**body, "metadata": {**body["metadata"], "uid": uid}}
 
     def delete_namespaced_job(self, name: str, namespace: str, **_: object) -> None:
         for pod in self.jobs[name]:
             self.kubelet.delete_namespaced_pod(pod, namespace)
         self.deleted_jobs.append(name)
+        # the garbage collector: what the Job owns goes with it
+        uid = self.uids[name]
+        self.services = [s for s in self.services if self._owners[s] != uid]
+        self.policies = {k: v for k, v in self.policies.items() if self._owners[k] != uid}
+
+    def _owner(self, body: dict) -> str:
+        references = body["metadata"].get("ownerReferences") or [{}]
+        return references[0].get("uid", "")
 
     # NetworkingV1Api: the run's NetworkPolicy is recorded (no traffic is filtered here;
-    # test_network_policies.py checks what the policies allow)
+    # test_network_policies.py checks what the policies allow). Services and policies are
+    # deleted with the Job that owns them (ownerReferences), as the garbage collector does.
     def create_namespaced_network_policy(self, namespace: str, body: dict) -> dict:
         self.policies[body["metadata"]["name"]] = body
+        self._owners[body["metadata"]["name"]] = self._owner(body)
         return body
-
-    def delete_namespaced_network_policy(self, name: str, namespace: str) -> None:
-        del self.policies[name]
 
     def _create_service(self, namespace: str, body: dict) -> dict:
         self.services.append(body["metadata"]["name"])
+        self._owners[body["metadata"]["name"]] = self._owner(body)
         return body
-
-    def _delete_service(self, name: str, namespace: str) -> None:
-        self.services.remove(name)
 
     def _list_pods(self, namespace: str, label_selector: str = "") -> _PodList:
         job = label_selector.removeprefix("job-name=")
         names = self.jobs.get(job, [])
         return _PodList([self.kubelet.read_namespaced_pod(n, namespace) for n in names])
+
+
+# The API calls the launcher makes, as RBAC names them: (resource, verb).
+RBAC_OF_CALL = {
+    "create_namespaced_pod": ("pods", "create"),
+    "read_namespaced_pod": ("pods", "get"),
+    "read_namespaced_pod_log": ("pods/log", "get"),
+    "delete_namespaced_pod": ("pods", "delete"),
+    "list_namespaced_pod": ("pods", "list"),
+    "create_namespaced_job": ("jobs", "create"),
+    "delete_namespaced_job": ("jobs", "delete"),
+    "create_namespaced_service": ("services", "create"),
+    "create_namespaced_network_policy": ("networkpolicies", "create"),
+}
+
+
+class ApiRecorder:
+    """Hands the launcher a double and records each API method it calls (not the calls
+    the doubles make among themselves), so a test can hold them to the RBAC we ship."""
+
+    def __init__(self, target: object, calls: set[str]) -> None:
+        self._target, self._calls = target, calls
+
+    def __getattr__(self, name: str):
+        attribute = getattr(self._target, name)
+        if name.startswith("_") or not callable(attribute):
+            return attribute
+        if name not in RBAC_OF_CALL:
+            raise AssertionError(f"the launcher calls {name}: add it to RBAC_OF_CALL")
+
+        def record(*args, **kwargs):
+            self._calls.add(name)
+            return attribute(*args, **kwargs)
+
+        return record

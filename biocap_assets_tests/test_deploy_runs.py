@@ -10,38 +10,12 @@ from __future__ import annotations
 import copy
 
 from biocap_assets.settings import EVAL_MOUNT, Settings
-from biocap_assets_tests.chart import DEPLOY, documents, helm_values, run_pod
+from biocap_assets_tests.chart import DEPLOY, documents, granted, helm_values, run_pod
+from biocap_assets_tests.kubelet_double import RBAC_OF_CALL
 
-
-def _granted(service_account: str) -> set[tuple[str, str]]:
-    """(resource, verb) pairs the RBAC in deploy/k8s gives a service account."""
-    objects = documents(DEPLOY / "k8s" / "rbac.yaml")
-    roles = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Role"}
-    granted = set()
-    for binding in (o for o in objects if o["kind"] == "RoleBinding"):
-        if any(s["name"] == service_account for s in binding["subjects"]):
-            for rule in roles[binding["roleRef"]["name"]]["rules"]:
-                granted |= {(r, v) for r in rule["resources"] for v in rule["verbs"]}
-    return granted
-
-
-# What our launcher (resources/launcher.py) and `biocap check` call: worker pods through
-# Pipes, for multi-node training an Indexed Job with a headless Service and a
-# NetworkPolicy, and the shared volumes' claims.
-LAUNCHER_NEEDS = {
-    ("pods", "create"),
-    ("pods", "get"),
-    ("pods", "delete"),
-    ("pods/log", "get"),
-    ("pods", "list"),
-    ("jobs", "create"),
-    ("jobs", "delete"),
-    ("services", "create"),
-    ("services", "delete"),
-    ("networkpolicies", "create"),
-    ("networkpolicies", "delete"),
-    ("persistentvolumeclaims", "get"),  # biocap check (resources/preflight.py)
-}
+# What the launcher calls (every call the doubles see must be in RBAC_OF_CALL; the k8s
+# tests hold it to that) and `biocap check` (resources/preflight.py: the volumes' claims).
+LAUNCHER_NEEDS = set(RBAC_OF_CALL.values()) | {("persistentvolumeclaims", "get")}
 
 
 def test_run_pods_run_as_biocap_runs_with_the_run_sizes(kubeconfig):
@@ -49,7 +23,7 @@ def test_run_pods_run_as_biocap_runs_with_the_run_sizes(kubeconfig):
     job, _ = run_pod(values, kubeconfig)
     pod = job.spec.template.spec
     assert pod.service_account_name == "biocap-runs"
-    assert _granted(pod.service_account_name) >= LAUNCHER_NEEDS
+    assert granted(pod.service_account_name) >= LAUNCHER_NEEDS
     run_sizes = values["runLauncher"]["config"]["k8sRunLauncher"]["runK8sConfig"][
         "containerConfig"
     ]["resources"]
@@ -98,7 +72,7 @@ def test_with_the_code_servers_context_the_run_pods_would_run_as_the_charts_acco
     job, _ = run_pod(values, kubeconfig)
     pod = job.spec.template.spec
     assert pod.service_account_name == values["global"]["serviceAccountName"]
-    assert not _granted(pod.service_account_name) >= LAUNCHER_NEEDS
+    assert not granted(pod.service_account_name) >= LAUNCHER_NEEDS
     # (merged key by key: the code server's cpu and memory over the run's)
     assert (
         deployment["resources"]["requests"].items() <= pod.containers[0].resources.requests.items()

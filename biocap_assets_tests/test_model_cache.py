@@ -55,6 +55,15 @@ print(json.dumps({"vlm": vlm, "clip": clip, "check": check("ViT-B-16", "openai")
 """
 
 
+def _listing(folder) -> dict[str, float]:
+    """Every entry under ``folder`` with its modification time."""
+    return {
+        os.path.join(root, name): os.lstat(os.path.join(root, name)).st_mtime
+        for root, dirs, files in os.walk(folder)
+        for name in dirs + files
+    }
+
+
 def _downloads(hub: HubServer) -> list[str]:
     return [path for method, path in hub.requests if method == "GET" and "/resolve/" in path]
 
@@ -82,16 +91,23 @@ def test_model_weights_fills_the_cache_the_offline_loaders_read(hub, tmp_path, m
     assert str(cache / "hub") in mat.metadata["cache"].value
     assert not any("pytorch_model.bin" in p and "open_clip" not in p for p in _downloads(hub))
 
-    before = len(hub.requests)
+    # As a GPU pod reads it: offline, the hub cache given, HF_HOME elsewhere (writable)
+    before, files = len(hub.requests), _listing(cache)
+    pod_env = {
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_CACHE": str(cache / "hub"),
+        "HF_HOME": str(tmp_path / "scratch"),
+    }
     loaded = subprocess.run(
         [sys.executable, "-c", OFFLINE_LOAD, VLM],
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        env={**os.environ, **pod_env},
         capture_output=True,
         text=True,
         check=True,
     )
     found = json.loads(loaded.stdout.strip().splitlines()[-1])
     assert len(hub.requests) == before  # offline: the hub was not asked
+    assert _listing(cache) == files  # and nothing was written: the volume is read-only there
     assert found["vlm"].startswith(str(cache / "hub"))
     assert sorted(
         os.path.relpath(os.path.join(root, f), found["vlm"])
@@ -169,17 +185,25 @@ def test_model_pods_read_the_shared_cache_read_only_and_offline(worker):
     volume = next(v for v in body["spec"]["volumes"] if v["name"] == "models")
     assert volume["persistentVolumeClaim"]["readOnly"] is True
     env = _env(body)
-    assert env["HF_HOME"] == "/models" and env["HF_HUB_OFFLINE"] == "1"
+    assert env["HF_HUB_CACHE"] == "/models/hub" and env["HF_HUB_OFFLINE"] == "1"
+    # what the libraries write (transformers' remote code for trust_remote_code, vLLM's
+    # caches) goes to HF_HOME, which must be writable: the scratch volume, not the cache
+    scratch = next(
+        m["mountPath"]
+        for m in body["spec"]["containers"][0]["volumeMounts"]
+        if m["name"] == "scratch"
+    )
+    assert env["HF_HOME"].startswith(scratch + "/")
     resources = body["spec"]["containers"][0]["resources"]
     assert resources["requests"]["ephemeral-storage"] == resources["limits"]["ephemeral-storage"]
-    assert resources["requests"]["ephemeral-storage"] == "100Gi"  # no 77 GB model in it
+    assert resources["requests"]["ephemeral-storage"] == "40Gi"  # no 77 GB model in it
 
 
 def test_only_the_model_weights_pod_writes_the_cache_and_reaches_the_hub():
     body = _pod("models")
     assert _mounts(body) == {"biocap-models": ("/models", False)}
     env = _env(body)
-    assert env["HF_HOME"] == "/models" and "HF_HUB_OFFLINE" not in env
+    assert env["HF_HUB_CACHE"] == "/models/hub" and "HF_HUB_OFFLINE" not in env
     assert "nvidia.com/gpu" not in body["spec"]["containers"][0]["resources"]["limits"]
 
 
@@ -188,10 +212,10 @@ def test_the_evaluation_volume_is_where_the_images_are_downloaded_and_read():
     assert _mounts(_pod("evaluate"))["biocap-eval"] == ("/eval", False)
     wiki = _pod("wiki")
     assert _mounts(wiki) == {} and "HF_HOME" not in _env(wiki)
-    assert wiki["spec"]["containers"][0]["resources"]["requests"]["ephemeral-storage"] == "20Gi"
+    assert wiki["spec"]["containers"][0]["resources"]["requests"]["ephemeral-storage"] == "10Gi"
     # scratch is bounded by the same figure: a full /tmp evicts the pod, not the node
     scratch = next(v for v in wiki["spec"]["volumes"] if v["name"] == "scratch")
-    assert scratch["emptyDir"]["sizeLimit"] == "20Gi"
+    assert scratch["emptyDir"]["sizeLimit"] == "10Gi"
 
 
 def test_no_shared_volumes_when_the_claims_are_turned_off():
@@ -224,7 +248,8 @@ def test_the_model_weights_pod_fills_the_claim_the_gpu_pods_mount(hub, monkeypat
     assert os.path.isdir(os.path.join(claim, "hub", f"models--{VLM.replace('/', '--')}"))
 
     caption = _pod("caption")
-    env = {**os.environ, **_env(caption), "HF_HOME": claim}  # the pod's env on the mount
+    # the pod's env, its mounts as the double maps them
+    env = {**os.environ, **_env(caption), "HF_HUB_CACHE": os.path.join(claim, "hub")}
     loaded = subprocess.run(
         [
             sys.executable,
@@ -256,15 +281,19 @@ def test_an_offline_gpu_worker_names_the_model_missing_from_the_cache(hub, tmp_p
         "import sys\n"
         "from biocap_assets.inference.factory import InferenceConfig, make_backend\n"
         "try:\n"
-        "    make_backend(InferenceConfig(backend='vllm', model=sys.argv[1]))\n"
+        "    config = InferenceConfig(backend='vllm', model=sys.argv[1], revision=sys.argv[2])\n"
+        "    make_backend(config)\n"
         "except Exception as exc:\n"
         "    print(type(exc).__name__, exc)\n"
     )
     offline = {**env, "HF_HUB_OFFLINE": "1"}
 
-    def start(model: str) -> str:
+    def start(model: str, revision: str = "") -> str:
         return subprocess.run(
-            [sys.executable, "-c", script, model], env=offline, capture_output=True, text=True
+            [sys.executable, "-c", script, model, revision],
+            env=offline,
+            capture_output=True,
+            text=True,
         ).stdout
 
     missing = start("org/absent")
@@ -272,3 +301,22 @@ def test_an_offline_gpu_worker_names_the_model_missing_from_the_cache(hub, tmp_p
     assert "model_weights" in missing
     cached = start(VLM)
     assert cached.startswith("RuntimeError") and "needs vLLM" in cached
+    # the commit model_weights cached is there too; another revision is not
+    assert start(VLM, HubServer.commit(VLM)).startswith("RuntimeError")
+    other = start(VLM, "v2")
+    assert other.startswith("ModelNotCached") and f"{VLM}@v2" in other
+    # a local folder is the loader's business
+    assert start(str(tmp_path)).startswith("RuntimeError")
+
+
+def test_clip_weights_named_with_their_file_resolve_to_that_file():
+    """open_clip's registry names some weights as 'org/name/file.bin' (ViTamin): the
+    repository is 'org/name', and that file (or its safetensors twin) is what is cached."""
+    import open_clip
+
+    repo, files = hub_repo("ViTamin-B", "datacomp1b")
+    assert open_clip.get_pretrained_cfg("ViTamin-B", "datacomp1b")["hf_hub"] == (
+        f"{repo}/{files[-1]}"
+    )
+    assert repo.count("/") == 1 and files[0].endswith(".safetensors")
+    assert hub_repo("ViT-B-16", None) is None  # random initialisation: nothing to cache

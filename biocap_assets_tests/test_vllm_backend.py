@@ -24,9 +24,9 @@ from biocap_assets.taxonomy.names import SampleNames
 # The keyword arguments of vllm.LLM / vllm.SamplingParams that the backend may use (as
 # named in vLLM's EngineArgs and SamplingParams).
 LLM_ARGUMENTS = {
-    "model", "quantization", "tensor_parallel_size", "max_model_len", "trust_remote_code",
-    "dtype", "enforce_eager", "disable_log_stats", "gpu_memory_utilization", "max_num_seqs",
-    "enable_prefix_caching", "limit_mm_per_prompt",
+    "model", "revision", "quantization", "tensor_parallel_size", "max_model_len",
+    "trust_remote_code", "dtype", "enforce_eager", "disable_log_stats",
+    "gpu_memory_utilization", "max_num_seqs", "enable_prefix_caching", "limit_mm_per_prompt",
 }  # fmt: skip
 SAMPLING_ARGUMENTS = {"temperature", "top_p", "max_tokens", "seed", "stop"}
 

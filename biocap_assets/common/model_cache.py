@@ -89,21 +89,29 @@ class ModelNotCached(RuntimeError):
     """Offline, and the model is not in the cache: the message says how to put it there."""
 
 
-def require_cached(model: str) -> None:
+def require_cached(model: str, revision: str = "") -> None:
     """Offline (``HF_HUB_OFFLINE``, as GPU pods on Kubernetes run), fail now, naming the
-    model, unless ``model`` (a hub name; a local folder passes) is in the cache the
-    loaders read, instead of deep inside an engine's start-up."""
+    model, unless ``model`` at ``revision`` (default: main) is in the cache the loaders
+    read, instead of deep inside an engine's start-up. Anything that is not a hub
+    repository name (a local folder or file, a URL) is left to the loader."""
     from huggingface_hub import constants, snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+    from huggingface_hub.utils import validate_repo_id
 
-    if not constants.HF_HUB_OFFLINE or os.path.isdir(model):
+    if not constants.HF_HUB_OFFLINE or os.path.exists(model):
         return
-    repo = HubRepo.parse(model)
     try:
-        snapshot_download(repo.repo_id, revision=repo.revision, local_files_only=True)
+        validate_repo_id(model)
+    except HFValidationError:
+        return
+    if "/" not in model:
+        return
+    wanted = f"{model}@{revision}" if revision else model
+    try:
+        snapshot_download(model, revision=revision or None, local_files_only=True)
     except LocalEntryNotFoundError:
         raise ModelNotCached(
-            f"model {model} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and "
-            "this worker runs offline (HF_HUB_OFFLINE=1): materialize model_weights with "
-            f"{model} in its `models` config first"
+            f"model {wanted} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) "
+            "and this worker runs offline (HF_HUB_OFFLINE=1): materialize model_weights "
+            f"with {wanted} in its `models` config first"
         ) from None

@@ -11,6 +11,8 @@ BACKENDS = ("cpu", "vllm", "openai")
 # What each InferenceConfig field means (the Dagster configs of the assets show these).
 FIELD_DOCS = {
     "model": "the model name (Hugging Face id for vllm, served name for openai)",
+    "revision": "vllm: the model's branch, tag or commit on the hub ('' for main); "
+    "model_weights must have cached the same one",
     "base_url": "openai: the endpoint, e.g. http://vllm:8000/v1",
     "api_key_env": "openai: the variable that holds the key",
     "concurrency": "openai: requests in flight",
@@ -32,6 +34,7 @@ FIELD_DOCS = {
 class InferenceConfig:
     backend: str = "cpu"
     model: str = ""
+    revision: str = ""
     # openai: the endpoint and the name of the variable holding its key
     base_url: str = ""
     api_key_env: str = "OPENAI_API_KEY"
@@ -95,6 +98,7 @@ def make_backend(config: InferenceConfig) -> Backend:
         return VLLMBackend(
             VLLMConfig(
                 model=config.model,
+                revision=config.revision,
                 quantization=config.quantization or None,
                 tensor_parallel_size=config.tensor_parallel_size,
                 max_model_len=config.max_model_len,

@@ -30,6 +30,7 @@ from biocap_assets.inference.base import (
 @dataclass(frozen=True)
 class VLLMConfig:
     model: str = "OpenGVLab/InternVL3-38B-AWQ"
+    revision: str = ""  # a branch, tag or commit of the model; "": the hub's default (main)
     quantization: str | None = "awq"
     tensor_parallel_size: int = 1
     max_model_len: int = 2048
@@ -47,6 +48,7 @@ def engine_arguments(config: VLLMConfig) -> dict:
     quantization = config.quantization
     return {
         "model": config.model,
+        **({"revision": config.revision} if config.revision else {}),
         "quantization": None if quantization in (None, "", "none") else quantization,
         "tensor_parallel_size": config.tensor_parallel_size,
         "max_model_len": config.max_model_len,
@@ -88,7 +90,8 @@ class VLLMBackend:
     name = "vllm"
 
     def __init__(self, config: VLLMConfig, sampling: SamplingConfig):
-        require_cached(config.model)  # offline GPU pods: say which model is missing, first
+        # offline GPU pods: say which model is missing, before the engine starts
+        require_cached(config.model, config.revision)
         try:
             from vllm import LLM, SamplingParams
         except ImportError as exc:  # pragma: no cover - needs a GPU machine

@@ -7,9 +7,11 @@ node selector and tolerations of the GPU pool, and S3 credentials from a Secret.
 
 Two shared volumes (ReadWriteMany claims, ``deploy/k8s/volumes.yaml``):
 
-- the **model cache** at ``/models``, the pods' ``HF_HOME``: read-only, with
-  ``HF_HUB_OFFLINE=1``, in every pod that loads a model (the GPU workers), so no pod
-  downloads weights; read-write and online only in the ``models`` worker, which fills it
+- the **model cache** at ``/models``, its hub cache ``/models/hub`` the pods'
+  ``HF_HUB_CACHE``: read-only, with ``HF_HUB_OFFLINE=1``, in every pod that loads a model
+  (the GPU workers), so no pod downloads weights, and their ``HF_HOME`` on scratch, where
+  transformers writes the remote code of ``trust_remote_code`` models (``HF_MODULES_CACHE``)
+  and vLLM its caches; read-write and online only in the ``models`` worker, which fills it
   once (the ``model_weights`` asset);
 - the **evaluation data** at ``/eval``, in the workers that download and read the
   benchmark images (``download``, ``evaluate``); run pods mount it too (values.yaml), where
@@ -50,11 +52,12 @@ class PodOptions:
     s3_secret: str = "biocap-s3"
     model_cache: str = "biocap-models"  # claim of the shared Hugging Face cache; "": none
     eval_volume: str = "biocap-eval"  # claim of the evaluation data; "": none
-    # node-local disk (container layer, /tmp scratch): shards in and out, vLLM and
-    # torch.compile caches; the kubelet evicts a pod past its limit, the scheduler places
-    # it on a node with this much free
-    ephemeral_storage: str = "20Gi"
-    gpu_ephemeral_storage: str = "100Gi"
+    # node-local disk (container layer, /tmp scratch): a shard in and out (a few GB each),
+    # vLLM's and torch.compile's caches; no model weights (they are on the model cache).
+    # The kubelet evicts a pod past its limit; the scheduler places it on a node with this
+    # much free, so a node of 8 GPUs needs 8 x gpu_ephemeral_storage of allocatable disk.
+    ephemeral_storage: str = "10Gi"
+    gpu_ephemeral_storage: str = "40Gi"
     run_as_user: int = 1000
     shm_size: str = "16Gi"  # PyTorch data loaders and NCCL need more than the 64 MiB default
 
@@ -77,14 +80,19 @@ def _ephemeral(worker: str, options: PodOptions) -> str:
     return options.gpu_ephemeral_storage if uses_gpu(worker, options) else options.ephemeral_storage
 
 
+# where readers of the model cache keep what Hugging Face libraries write (scratch)
+READER_HF_HOME = "/tmp/huggingface"
+
+
 def cache_env(worker: str, options: PodOptions) -> dict[str, str]:
-    """HF_HOME on the shared cache; offline, except for the worker that fills it."""
+    """The hub cache on the shared volume; for readers offline, with HF_HOME (modules,
+    tokens, datasets) on writable scratch, since the volume is read-only to them."""
     if not uses_model_cache(worker, options):
         return {}
-    env = {"HF_HOME": MODEL_CACHE_MOUNT}
-    if worker != MODEL_CACHE_WRITER:
-        env["HF_HUB_OFFLINE"] = "1"
-    return env
+    hub = f"{MODEL_CACHE_MOUNT}/hub"
+    if worker == MODEL_CACHE_WRITER:
+        return {"HF_HOME": MODEL_CACHE_MOUNT, "HF_HUB_CACHE": hub}
+    return {"HF_HOME": READER_HF_HOME, "HF_HUB_CACHE": hub, "HF_HUB_OFFLINE": "1"}
 
 
 def _shared_volumes(worker: str, options: PodOptions) -> list[tuple[dict, dict]]:
@@ -283,3 +291,16 @@ def training_manifests(
         },
     }
     return [service, policy, job]
+
+
+def owned_by(manifest: dict, owner: Mapping) -> dict:
+    """``manifest`` with ``owner`` (an object as the API returned it) as its owner: the
+    garbage collector deletes it when the owner goes."""
+    metadata = owner["metadata"]
+    reference = {
+        "apiVersion": owner.get("apiVersion") or "batch/v1",
+        "kind": owner.get("kind") or "Job",
+        "name": metadata["name"],
+        "uid": metadata["uid"],
+    }
+    return {**manifest, "metadata": {**manifest["metadata"], "ownerReferences": [reference]}}

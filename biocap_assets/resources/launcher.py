@@ -29,6 +29,7 @@ from biocap_assets.common.secrets import redact
 from biocap_assets.resources.k8s import (
     DEFAULT_GPU_WORKERS,
     PodOptions,
+    owned_by,
     pod_manifest,
     training_manifests,
 )
@@ -100,6 +101,14 @@ class LauncherResource(dg.ConfigurableResource):
         default="biocap-eval",
         description="k8s: claim of the evaluation data at /eval ('' for none)",
     )
+    ephemeral_storage: str = Field(
+        default=PodOptions.ephemeral_storage,
+        description="k8s: node-local disk a CPU worker pod requests (and may use)",
+    )
+    gpu_ephemeral_storage: str = Field(
+        default=PodOptions.gpu_ephemeral_storage,
+        description="k8s: node-local disk a GPU worker pod requests (and may use)",
+    )
     pod_wait_timeout: float = Field(
         default=24 * 3600.0, description="k8s: longest a worker pod may run"
     )
@@ -122,6 +131,8 @@ class LauncherResource(dg.ConfigurableResource):
             s3_secret=self.s3_secret,
             model_cache=self.model_cache,
             eval_volume=self.eval_volume,
+            ephemeral_storage=self.ephemeral_storage,
+            gpu_ephemeral_storage=self.gpu_ephemeral_storage,
         )
 
     def model_cache_label(self) -> str:
@@ -255,9 +266,18 @@ class LauncherResource(dg.ConfigurableResource):
                 name, self.pod_options(), nnodes, gpus_per_node, [], env
             )
             networking = _networking_api(core)
-            core.create_namespaced_service(self.namespace, service)
-            networking.create_namespaced_network_policy(self.namespace, policy)
-            batch.create_namespaced_job(self.namespace, job)
+            # The Job first; its Service and NetworkPolicy are owned by it, so Kubernetes'
+            # garbage collector removes them with it (after a failure here, on deletion,
+            # or when ttlSecondsAfterFinished removes a Job kept for inspection).
+            created = _as_dict(core, batch.create_namespaced_job(self.namespace, job))
+            try:
+                core.create_namespaced_service(self.namespace, owned_by(service, created))
+                networking.create_namespaced_network_policy(
+                    self.namespace, owned_by(policy, created)
+                )
+            except Exception:
+                batch.delete_namespaced_job(name, self.namespace, propagation_policy="Background")
+                raise
             context.log.info(
                 f"launched training Job {self.namespace}/{name}: {nnodes} nodes x "
                 f"{gpus_per_node} GPUs"
@@ -268,10 +288,8 @@ class LauncherResource(dg.ConfigurableResource):
                 found = core.list_namespaced_pod(self.namespace, label_selector=selector)
                 return [_as_dict(core, p) for p in found.items]
 
-            def delete() -> None:
+            def delete() -> None:  # its pods, Service and NetworkPolicy go with it
                 batch.delete_namespaced_job(name, self.namespace, propagation_policy="Background")
-                core.delete_namespaced_service(name, self.namespace)
-                networking.delete_namespaced_network_policy(name, self.namespace)
 
             run_job(
                 list_pods=pods,

@@ -54,8 +54,16 @@ def hub_repo(model: str, pretrained: str | None) -> tuple[str, tuple[str, ...]] 
     if not pretrained:
         return None
     cfg = open_clip.get_pretrained_cfg(model, pretrained) or {}
-    repo = (cfg.get("hf_hub") or "").rstrip("/")
-    return (repo, _HUB_FILES) if repo else None
+    # open_clip's convention (pretrained.download_pretrained): 'org/name/' is a repository
+    # read with its default file names, 'org/name/file.bin' names the file
+    repo, filename = os.path.split(cfg.get("hf_hub") or "")
+    if not repo:
+        return None
+    if not filename:
+        return repo, _HUB_FILES
+    stem, suffix = os.path.splitext(filename)
+    safe = (f"{stem}.safetensors",) if suffix in (".bin", ".pth") else ()
+    return repo, (*safe, filename)  # open_clip tries the safetensors twin first
 
 
 def _how_to(model: str, tag: str, repo: str) -> str:
@@ -106,12 +114,12 @@ def check(
             + (f"; it has {', '.join(tags)}" if tags else "; it has none for this model")
             + ". Use a local checkpoint file instead (overrides: {pretrained: /path/to/file})."
         )
-    repo = (cfg.get("hf_hub") or "").rstrip("/")
+    repo, files = hub_repo(model, pretrained) or ("", ())
     if repo:
         from huggingface_hub import try_to_load_from_cache
 
         cache = hub_cache(env)
-        for filename in _HUB_FILES:
+        for filename in files:
             cached = try_to_load_from_cache(repo, filename, cache_dir=cache)
             if isinstance(cached, str):
                 return Pretrained("cached", cached)
@@ -126,7 +134,7 @@ def check(
         from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
         errors = []
-        for filename in _HUB_FILES:
+        for filename in files:
             try:
                 get_hf_file_metadata(hf_hub_url(repo, filename), timeout=timeout)
                 return Pretrained("hub", f"{repo}/{filename}")
