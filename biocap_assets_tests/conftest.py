@@ -148,3 +148,13 @@ def kubeconfig(tmp_path: Path) -> Path:
         "contexts: [{name: c, context: {cluster: k, user: u}}]\n"
     )
     return path
+
+
+@pytest.fixture
+def instance():
+    """An ephemeral Dagster instance, disposed of after the test (an undisposed one's
+    in-memory SQLite connections are finalised at interpreter exit, noisily)."""
+    import dagster as dg
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        yield instance

@@ -2,7 +2,6 @@
 
 import tarfile
 
-import dagster as dg
 import duckdb
 import kubernetes_validate
 import pytest
@@ -13,8 +12,7 @@ from biocap_assets.resources.launcher import worker_command
 
 
 @pytest.mark.slow
-def test_two_partitions_with_the_cpu_backend(fresh_defs, biocap_home):
-    instance = dg.DagsterInstance.ephemeral()
+def test_two_partitions_with_the_cpu_backend(fresh_defs, biocap_home, instance):
     assert fresh_defs.resolve_job_def("prepare_text").execute_in_process(instance=instance).success
     job = fresh_defs.resolve_job_def("caption_backfill")
     results = [

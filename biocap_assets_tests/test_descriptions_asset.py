@@ -1,6 +1,5 @@
 """visual_descriptions through Dagster: CPU fallback labelled, buckets, released descriptions."""
 
-import dagster as dg
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -16,8 +15,7 @@ def _rows(home):
 
 
 @pytest.mark.slow
-def test_cpu_fallback_buckets_and_released(fresh_defs, biocap_home, tmp_path):
-    instance = dg.DagsterInstance.ephemeral()
+def test_cpu_fallback_buckets_and_released(fresh_defs, biocap_home, tmp_path, instance):
     job = fresh_defs.resolve_job_def("prepare_text")
     result = job.execute_in_process(instance=instance)
     assert result.success

@@ -88,11 +88,10 @@ def test_the_schedule_reruns_even_without_a_new_checkpoint(fresh_defs):
     assert a.run_key != b.run_key, "each tick requests a run, checkpoint changed or not"
 
 
-def test_a_new_checkpoint_is_evaluated_once_and_an_evaluated_one_not_again(fresh_defs):
+def test_a_new_checkpoint_is_evaluated_once_and_an_evaluated_one_not_again(fresh_defs, instance):
     """eval_reports' automation condition, evaluated as the daemon's sensor evaluates it."""
     sensor = fresh_defs.resolve_sensor_def("evaluate_new_checkpoints")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    instance = dg.DagsterInstance.ephemeral()
 
     @dg.asset(key="clip_checkpoint")
     def checkpoint() -> dg.MaterializeResult:

@@ -38,9 +38,8 @@ def _probe_asset(out: str, seed: int):
     return world_probe
 
 
-def test_worker_runs_through_pipes_and_reports_back(tmp_path):
+def test_worker_runs_through_pipes_and_reports_back(tmp_path, instance):
     out = tmp_path / "world"
-    instance = dg.DagsterInstance.ephemeral()
     result = dg.materialize(
         [_probe_asset(str(out), 11)], instance=instance, resources={"launcher": LauncherResource()}
     )

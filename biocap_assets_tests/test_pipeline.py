@@ -6,10 +6,9 @@ import pytest
 
 
 @pytest.mark.slow
-def test_whole_graph_on_the_demo_world(fresh_defs, biocap_home, monkeypatch, tmp_path):
+def test_whole_graph_on_the_demo_world(fresh_defs, biocap_home, monkeypatch, tmp_path, instance):
     from biocap_assets.jobs import run_everything
 
-    instance = dg.DagsterInstance.ephemeral()
     results = run_everything(instance)  # fresh_defs: the reloaded definitions module
     assert all(r.success for r in results)
     assert len(results) == 1 + 4 + 1, "text assets, one run per demo shard, then train+eval"

@@ -100,7 +100,8 @@ def test_whole_demo_graph_on_s3_with_a_ducklake_catalog(
     )
     monkeypatch.setenv("BIOCAP_DEMO", "1")  # production's shape, on the demo's data on purpose
     defs = importlib.reload(definitions).defs  # the definitions read this test's environment
-    results = run_everything(dg.DagsterInstance.ephemeral())
+    with dg.DagsterInstance.ephemeral() as instance:
+        results = run_everything(instance)
     assert all(r.success for r in results)
     assert not (biocap_home / "biocap.duckdb").exists(), "production writes no DuckDB file"
 

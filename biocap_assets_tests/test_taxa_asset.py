@@ -18,8 +18,7 @@ def materialize_taxa(defs, **kwargs):
     return dg.materialize(
         [taxa_table, no_duplicate_taxa],
         resources=defs.resources,
-        instance=dg.DagsterInstance.ephemeral(),
-        **kwargs,
+        **kwargs,  # on an ephemeral instance, disposed of after the run
     )
 
 

@@ -2,7 +2,6 @@
 
 from datetime import UTC, datetime
 
-import dagster as dg
 import duckdb
 import pyarrow as pa
 import pytest
@@ -14,9 +13,7 @@ from biocap_assets.taxonomy.names import RANKS
 
 def _materialize(defs, run_config=None):
     job = defs.resolve_job_def("prepare_text")
-    return job.execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(), run_config=run_config or {}
-    )
+    return job.execute_in_process(run_config=run_config or {})  # an ephemeral instance
 
 
 def _meta(result):
