@@ -140,13 +140,10 @@ def demo_run(captioned, tmp_path_factory) -> Path:
 @pytest.fixture
 def kubeconfig(tmp_path: Path) -> Path:
     """A kubeconfig naming a server nothing listens on (dagster_k8s wants one to build)."""
+    from biocap_assets_tests.k8s_api_server import kubeconfig as kubeconfig_text
+
     path = tmp_path / "kubeconfig"
-    path.write_text(
-        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
-        "clusters: [{name: k, cluster: {server: 'https://127.0.0.1:6443'}}]\n"
-        "users: [{name: u, user: {token: t}}]\n"
-        "contexts: [{name: c, context: {cluster: k, user: u}}]\n"
-    )
+    path.write_text(kubeconfig_text("https://127.0.0.1:6443"))
     return path
 
 

@@ -13,23 +13,22 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from biocap_assets.common.loopback import LoopbackServer
 
 _API = re.compile(r"^/api/(models|datasets)/([^/]+/[^/]+)/(revision|tree)/([^/?]+)")
 _RESOLVE = re.compile(r"^/(datasets/)?([^/]+/[^/]+)/resolve/([^/]+)/(.+)$")
 
 
-class HubServer:
+class HubServer(LoopbackServer):
     """``repos``: ``{"owner/name": {"file": b"bytes"}}``; a dataset's key starts with
     ``dataset:``. Each repository has one commit, ``main``."""
 
     def __init__(self, repos: dict[str, dict[str, bytes]]):
         self.repos = repos
         self.requests: list[tuple[str, str]] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(self._handler())
 
     @staticmethod
     def commit(key: str) -> str:
@@ -37,15 +36,7 @@ class HubServer:
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> HubServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        return f"http://127.0.0.1:{self.port}"
 
     def _repo(self, kind: str, repo_id: str) -> tuple[str, dict[str, bytes]] | None:
         key = f"dataset:{repo_id}" if kind == "datasets" else repo_id

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from biocap_assets.common.loopback import LoopbackServer
 
 # GET /version as an API server of Kubernetes 1.33 answers it (every field the client's
 # VersionInfo requires)
@@ -27,6 +28,16 @@ VERSION = {
 _PVC = re.compile(r"^/api/v1/namespaces/([^/]+)/persistentvolumeclaims/([^/?]+)")
 
 
+def kubeconfig(server: str) -> str:
+    """A kube config whose one context talks to ``server`` with a bearer token."""
+    return (
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        f"clusters: [{{name: k, cluster: {{server: '{server}'}}}}]\n"
+        "users: [{name: u, user: {token: abc}}]\n"
+        "contexts: [{name: c, context: {cluster: k, user: u}}]\n"
+    )
+
+
 def claim(name: str, namespace: str, modes: list[str], phase: str = "Bound") -> dict:
     return {
         "apiVersion": "v1",
@@ -37,32 +48,17 @@ def claim(name: str, namespace: str, modes: list[str], phase: str = "Bound") -> 
     }
 
 
-class KubeApiServer:
+class KubeApiServer(LoopbackServer):
     def __init__(self, claims: list[dict]):
         self.claims = {(c["metadata"]["namespace"], c["metadata"]["name"]): c for c in claims}
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(self._handler())
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self.port}"
 
     def kubeconfig(self) -> str:
-        return (
-            "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
-            f"clusters: [{{name: k, cluster: {{server: '{self.url}'}}}}]\n"
-            "users: [{name: u, user: {token: abc}}]\n"
-            "contexts: [{name: c, context: {cluster: k, user: u}}]\n"
-        )
-
-    def __enter__(self) -> KubeApiServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        return kubeconfig(self.url)
 
     def _handler(self):
         api = self

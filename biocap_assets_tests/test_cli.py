@@ -88,16 +88,12 @@ def test_check_reports_an_unreachable_ducklake_catalog(biocap_home):
 
 
 def test_check_says_when_the_clusters_api_server_does_not_answer(biocap_home, tmp_path):
+    from biocap_assets_tests.k8s_api_server import kubeconfig as kubeconfig_text
     from biocap_assets_tests.ports import free_port
 
     server = f"https://127.0.0.1:{free_port()}"
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
-        f"clusters: [{{name: k, cluster: {{server: '{server}'}}}}]\n"
-        "users: [{name: u, user: {token: abc}}]\n"
-        "contexts: [{name: c, context: {cluster: k, user: u}}]\n"
-    )
+    kubeconfig.write_text(kubeconfig_text(server))
     code, printed = _check(
         {
             "BIOCAP_LAUNCHER": "k8s",

@@ -8,9 +8,10 @@ demo serves its "remote" image folder the way the demo wiki is served: from a th
 from __future__ import annotations
 
 import functools
-import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
+
+from biocap_assets.common.loopback import LoopbackServer
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
@@ -18,25 +19,14 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         pass
 
 
-class FolderServer:
+class FolderServer(LoopbackServer):
     def __init__(self, folder: str | Path):
-        handler = functools.partial(_QuietHandler, directory=str(folder))
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(functools.partial(_QuietHandler, directory=str(folder)))
 
     @property
     def host(self) -> str:
-        return f"127.0.0.1:{self._server.server_address[1]}"
+        return f"127.0.0.1:{self.port}"
 
     @property
     def base_url(self) -> str:
         return f"http://{self.host}/"
-
-    def __enter__(self) -> FolderServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()

@@ -17,9 +17,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
+
+from biocap_assets.common.loopback import LoopbackServer
 
 
 @dataclass
@@ -66,7 +68,7 @@ def _normalise_title(title: str) -> str:
     return title[:1].upper() + title[1:]
 
 
-class MediaWikiServer:
+class MediaWikiServer(LoopbackServer):
     """Serve ``pages`` on 127.0.0.1 (a free port unless given) in a background thread."""
 
     def __init__(
@@ -84,9 +86,7 @@ class MediaWikiServer:
         self.fault = fault
         self.log: list[LoggedRequest] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(self._handler(), port)
 
     @classmethod
     def from_folder(cls, wiki_dir: str | Path, **kwargs) -> MediaWikiServer:
@@ -95,15 +95,7 @@ class MediaWikiServer:
 
     @property
     def api_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/w/api.php"
-
-    def __enter__(self) -> MediaWikiServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        return f"http://127.0.0.1:{self.port}/w/api.php"
 
     # -- the API ---------------------------------------------------------------
 

@@ -141,10 +141,10 @@ class LauncherResource(dg.ConfigurableResource):
             if not self.model_cache:
                 return "none shared: each worker pod downloads into its own filesystem"
             return f"PersistentVolumeClaim {self.namespace}/{self.model_cache} at /models"
-        home = {**os.environ, **self.env}
+        env = {**os.environ, **self.env}
         from biocap_assets.training.pretrained import hub_cache
 
-        return f"this machine's Hugging Face cache ({hub_cache(home)})"
+        return f"this machine's Hugging Face cache ({hub_cache(env)})"
 
     def run(
         self,
