@@ -225,51 +225,74 @@ GPU_VARIANTS = (
 )
 
 
-def gpu_throughput(options: dict, batch: int, steps: int = 20) -> tuple[float, float]:
-    """ViT-B-16 bf16 training steps on synthetic batches, the model and optimizer made by
-    the training loop's own ``speed_options``; pairs/s/GPU and the share of peak."""
+def variant_config(options: dict):
+    """The upstream training config with a variant's speed options (all others off)."""
+    from biocap_assets.training.config import UPSTREAM
+
+    speed = {"compile": False, "fused_adamw": False, "channels_last": False}
+    return dataclasses.replace(UPSTREAM, **{**speed, "grad_checkpointing": False, **options})
+
+
+def throughput(
+    options: dict,
+    batch: int,
+    steps: int = 20,
+    warmup: int = 10,
+    device: str = "cuda",
+    model_name: str = "ViT-B-16",
+) -> tuple[float, float]:
+    """Training steps in bf16 autocast on synthetic batches, the model and optimizer made by
+    the training loop's own ``speed_options``; pairs/s and FLOP/s per pair counted (the
+    share of the H100/H200's dense bf16 peak on CUDA). ``device="cpu"`` with a tiny model
+    checks that every variant runs (the tests do), not its speed."""
     import torch
     from open_clip import ClipLoss
     from torch.utils.flop_counter import FlopCounterMode
 
-    from biocap_assets.training.config import UPSTREAM
     from biocap_assets.training.loop import speed_options
     from biocap_assets.training.model import create_model
 
-    config = dataclasses.replace(UPSTREAM, grad_checkpointing=False, **options)
-    model, *_ = create_model("ViT-B-16", device="cuda")
+    config = variant_config(options)
+    model, *_ = create_model(model_name, device=device)
     model, optimizer = speed_options(model, config)
     loss_fn = ClipLoss()
     memory = torch.channels_last if config.channels_last else torch.contiguous_format
+    size = model.clip.visual.image_size
+    size = size if isinstance(size, int) else size[0]
+    context, vocab = model.clip.context_length, model.clip.vocab_size
 
-    def step(images, tokens, projector):
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            out = model(images, tokens, projector)
+    def sync() -> None:
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    def forward_backward(net, images, tokens, projector) -> None:
+        with torch.autocast(device, dtype=torch.bfloat16):
+            out = net(images, tokens, projector)
             loss = loss_fn(out["image_features"], out["text_features"], out["logit_scale"])
         loss.backward()
 
     small = 8
-    plain = create_model("ViT-B-16", device="cuda")[0]  # FLOPs counted without compile
-    with FlopCounterMode(display=False) as counter, torch.autocast("cuda", dtype=torch.bfloat16):
-        out = plain(
-            torch.randn(small, 3, 224, 224, device="cuda"),
-            torch.randint(0, 49408, (small, 77), device="cuda"),
+    plain = create_model(model_name, device=device)[0]  # FLOPs counted without compile
+    with FlopCounterMode(display=False) as counter:
+        forward_backward(
+            plain,
+            torch.randn(small, 3, size, size, device=device),
+            torch.randint(0, vocab, (small, context), device=device),
             "taxonomic",
         )
-        loss_fn(out["image_features"], out["text_features"], out["logit_scale"]).backward()
     flops_per_pair = counter.get_total_flops() / small
     del plain
 
-    images = torch.randn(batch, 3, 224, 224, device="cuda").to(memory_format=memory)
-    tokens = torch.randint(0, 49408, (batch, 77), device="cuda")
-    for i in range(steps + 10):  # 10 warm-up steps (compilation happens there)
-        if i == 10:
-            torch.cuda.synchronize()
+    images = torch.randn(batch, 3, size, size, device=device).to(memory_format=memory)
+    tokens = torch.randint(0, vocab, (batch, context), device=device)
+    for i in range(steps + warmup):  # warm-up steps first (compilation happens there)
+        if i == warmup:
+            sync()
             start = time.perf_counter()
-        step(images, tokens, "caption" if i % 2 else "taxonomic")
+        forward_backward(model, images, tokens, "caption" if i % 2 else "taxonomic")
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-    torch.cuda.synchronize()
+    sync()
     pairs = batch * steps / (time.perf_counter() - start)
     peak = 989e12  # dense bf16 of the H100/H200 SXM (vendor datasheet)
     return pairs, pairs * flops_per_pair / peak
@@ -284,7 +307,7 @@ def gpu_variants() -> None:
     base = None
     for name, options, batch in GPU_VARIANTS:
         try:
-            pairs, share = gpu_throughput(options, batch)
+            pairs, share = throughput(options, batch)
         except torch.OutOfMemoryError:
             print(f"| {name} | {batch} | out of memory | |")
             continue

@@ -81,3 +81,33 @@ def test_the_image_installs_the_lock_and_resolves_nothing_else():
     assert "pip install --no-deps ." in dockerfile
     assert "-devel-" in dockerfile.split("FROM ", 1)[1].split()[0], "gcc and headers for Triton"
     assert "python3.11-dev" in dockerfile and "build-essential" in dockerfile
+
+
+def _from_line(dockerfile: str) -> str:
+    return next(line.split()[1] for line in dockerfile.splitlines() if line.startswith("FROM "))
+
+
+def test_the_gpu_base_has_the_cuda_the_locked_torch_was_built_for():
+    """Kernels compiled at run time (vLLM's JIT paths) use the base image's toolkit, and must
+    match the CUDA libraries the locked torch loads (its nvidia-cuda-runtime wheel)."""
+    base = _from_line((DOCKER / "Dockerfile.gpu-worker").read_text())
+    image_cuda = base.split(":")[1].split("-")[0]  # nvidia/cuda:13.0.1-devel-ubuntu24.04
+    runtime = _lock()["nvidia-cuda-runtime"]
+    assert image_cuda.split(".")[:2] == runtime.split(".")[:2], (base, runtime)
+
+
+def test_the_code_server_image_holds_to_the_same_lock():
+    """The code server and run pods run the workers' versions of every shared package; its
+    CPU torch is the lock's version (a local +cpu build satisfies the lock's ==)."""
+    dockerfile = (DOCKER / "Dockerfile.user-code").read_text()
+    assert "pip install -c gpu-worker.lock.txt ." in dockerfile
+    lock = _lock()
+    for name in ("torch", "torchvision"):
+        assert f"{name}=={lock[name]}" in dockerfile, name
+    pyproject = tomllib.loads(PYPROJECT.read_text())
+    for line in pyproject["project"]["dependencies"]:
+        requirement = Requirement(line)
+        if _applies(requirement):
+            name = canonicalize_name(requirement.name)
+            assert name in lock, f"{name}: the code server's dependency is not in the lock"
+            assert requirement.specifier.contains(lock[name], prereleases=True), name
