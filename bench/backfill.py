@@ -201,7 +201,6 @@ def partitions_page_seconds(base: str, partitions: int) -> float | None:
 def breakdown(dagster_home: Path, backfill_id: str) -> list[dict]:
     """Per run: the seconds between its lifecycle events, from the run storage."""
     import dagster as dg
-    from dagster._core.events import DagsterEventType as T  # noqa: F401 - the event names
 
     os.environ["DAGSTER_HOME"] = str(dagster_home)
     instance = dg.DagsterInstance.get()
