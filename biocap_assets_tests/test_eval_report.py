@@ -128,7 +128,11 @@ def test_re_evaluation_replaces_its_own_rows_per_head(tmp_path):
         rows = _rows({"nabirds": value})
         rows.loc[rows["task"] != "zero_shot", "head"] = head
         return rows.assign(
-            checkpoint=checkpoint, evaluated_at=datetime.now(UTC), ci_low=None, ci_high=None
+            checkpoint=checkpoint,
+            options="{}",
+            evaluated_at=datetime.now(UTC),
+            ci_low=None,
+            ci_high=None,
         )[RESULT_COLUMNS]
 
     _write_results(db, frame("old.pt", "taxonomic", 10.0))

@@ -1,5 +1,7 @@
 """The whole graph on the demo world, as `biocap demo` runs it."""
 
+import json
+
 import dagster as dg
 import duckdb
 import pytest
@@ -74,6 +76,11 @@ def test_whole_graph_on_the_demo_world(fresh_defs, biocap_home, monkeypatch, tmp
         missing = connection.execute(
             "SELECT sum(value) FROM eval_results WHERE metric = 'missing_images'"
         ).fetchall()
+        options = connection.execute("SELECT DISTINCT options FROM eval_results").fetchall()
+    # every row says which options made it: the reference's, by default
+    assert [json.loads(o) for (o,) in options] == [
+        {"head": "taxonomic", "precision": "reference", "retrieval_template": "a photo of{caption}"}
+    ]
     assert {row[0] for row in headline} == {"zero_shot", "retrieval", "inquire_rerank"}
     for task, dataset, metric, value, chance in headline:
         # three times chance, or 15% of the way from chance to perfect. Left out: R@1, and
@@ -84,7 +91,6 @@ def test_whole_graph_on_the_demo_world(fresh_defs, biocap_home, monkeypatch, tmp
         assert clearly, (task, dataset, metric, value, chance)
     assert missing[0][0] == 0
     # the report's JSON twin, with its provenance and an interval beside each value
-    import json
 
     (report,) = (biocap_home / "storage" / "checkpoints").glob("*/report-epoch_8.json")
     data = json.loads(report.read_text())

@@ -36,6 +36,7 @@ from biocap_assets.resources.io_managers import add_missing_columns
 RESULT_COLUMNS = [
     "checkpoint",
     "head",
+    "options",  # JSON: the evaluation options that made the row (template, precision)
     "task",
     "dataset",
     "metric",
@@ -56,6 +57,16 @@ class EvalConfig(dg.Config):
     """Image head for retrieval and INQUIRE: taxonomic (as BioCAP's scripts) or caption."""
     retrieval_template: str = "a photo of{caption}"
     """How retrieval captions are encoded; the reference's is literally this (no space)."""
+    precision: str = "reference"
+    """reference: each script's autocast on the device it runs on; fp32: no autocast."""
+
+    def options(self) -> dict[str, str]:
+        """What the evaluate worker gets, and every result row records (``options``)."""
+        return {
+            "head": self.head,
+            "retrieval_template": self.retrieval_template,
+            "precision": self.precision,
+        }
 
 
 def resolve_suite(config: EvalConfig, sources: SourcesResource, context, launcher):
@@ -170,7 +181,7 @@ def eval_reports(
             "checkpoint": model_path,
             "output": str(output),
             "specs": [spec.__dict__ for spec in specs],
-            "options": {"head": config.head, "retrieval_template": config.retrieval_template},
+            "options": config.options(),
         },
     )
     for name, why in invocation.get_custom_messages()[-1].get("not_evaluated", {}).items():
@@ -180,6 +191,7 @@ def eval_reports(
     frame = read_parquet(str(output)).to_pandas()
     output.unlink()
     frame["checkpoint"] = checkpoint
+    frame["options"] = json.dumps(config.options(), sort_keys=True)
     frame["evaluated_at"] = datetime.now(UTC)
     frame = frame[RESULT_COLUMNS]
     history = _write_results(duckdb, frame)
@@ -192,6 +204,8 @@ def eval_reports(
         "epochs": summary.get("epochs", ""),
         "training data version": summary.get("data_version", ""),
         "image head": config.head,
+        "retrieval template": repr(config.retrieval_template),
+        "precision": config.precision,
         "code version": f"biocap {__version__}, eval_reports code version "
         f"{context.assets_def.code_versions_by_key[context.asset_key]}",
         "evaluated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
