@@ -193,3 +193,24 @@ def test_per_item_hits_average_to_the_reference_metrics():
     hits = retrieval_hits(similarity)
     for name, value in retrieval_metrics(similarity).items():
         assert hits[name].mean() == value
+
+
+def test_zero_shot_uses_the_reference_forks_81_templates():
+    """zero_shot_iid.py's ``openai_imagenet_template`` (the fork's imagenet_zeroshot_data.py):
+    'a photo of {c}.' then OpenAI's 80, in that order. Pinned here by count, ends and a
+    middle one; where a checkout is given, template by template against the fork's list."""
+    from biocap_assets.evaluation.runner import REFERENCE_TEMPLATES
+
+    texts = [template("{c}") for template in REFERENCE_TEMPLATES]
+    assert len(texts) == 81 and len(set(texts)) == 81
+    assert texts[:3] == ["a photo of {c}.", "a bad photo of a {c}.", "a photo of many {c}."]
+    assert texts[-2:] == ["a photo of a small {c}.", "a tattoo of the {c}."]
+    assert "itap of my {c}." in texts
+    root = os.environ.get("BIOCAP_REFERENCE_REPO")
+    if not root:
+        return
+    path = Path(root) / "train_and_eval/open_clip_train/imagenet_zeroshot_data.py"
+    spec = importlib.util.spec_from_file_location("reference_zeroshot_data", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert texts == [template("{c}") for template in module.openai_imagenet_template]

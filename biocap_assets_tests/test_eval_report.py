@@ -9,6 +9,7 @@ from biocap_assets.evaluation.report import (
     NOT_EVALUATED,
     PUBLISHED_RETRIEVAL,
     PUBLISHED_ZERO_SHOT,
+    checkpoint_label,
     paper_tables,
     render,
 )
@@ -72,6 +73,19 @@ def test_our_names_land_in_the_papers_columns():
     assert pd.isna(mine["INQUIRE-Rerank Species"]) and pd.isna(mine["Mean"]), "not evaluated"
 
 
+def test_epochs_of_one_run_keep_their_own_rows_in_the_tables():
+    history = pd.concat(
+        [
+            _rows(UPSTREAM_TOP1).assign(checkpoint="/s/checkpoints/run-1/epoch_1.pt"),
+            _rows(UPSTREAM_TOP1).assign(checkpoint="/s/checkpoints/run-1/epoch_2.pt"),
+        ]
+    )
+    current = "/s/checkpoints/run-1/epoch_3.pt"
+    zero, _ = paper_tables(_rows(UPSTREAM_TOP1), history, checkpoint_label(current))
+    ours = list(zero[zero["source"] == "this platform"]["model"])
+    assert ours == [f"run-1/epoch_{i} (taxonomic head)" for i in (1, 2, 3)]
+
+
 def test_the_published_means_are_the_means_of_their_columns():
     """A check on our transcription of the project page. One published mean is not the mean
     of its columns: SigLIP's zero-shot 32.3 (its ten columns average 31.46); the report
@@ -96,7 +110,7 @@ def test_the_report_shows_both_tables_history_and_what_was_not_evaluated():
     )
     assert "Zero-shot classification, top-1" in markdown and "Text-image retrieval" in markdown
     assert "imageomics.github.io/biocap" in markdown and "imageomics.github.io/biocap" in page
-    assert "| old (taxonomic head)" in markdown and "| new (taxonomic head)" in markdown
+    assert "| old/epoch_2 (taxonomic head)" in markdown and "| new (taxonomic head)" in markdown
     assert NOT_EVALUATED in markdown and "no local copy of INQUIRE-Rerank" in page
     assert page.count("<table") >= 3 and "<th colspan='5'>Animals</th>" in page
     assert "<script" not in page and "src=" not in page, "one self-contained file"

@@ -151,7 +151,7 @@ def demo_ui(tmp_path_factory: pytest.TempPathFactory, demo_world):
         )
         assert demo.returncode == 0, demo.stdout + demo.stderr
         with dagster_dev(home, tmp_path / "dagster-dev.log") as base_url:
-            yield base_url, demo.stdout + demo.stderr
+            yield base_url, demo.stdout + demo.stderr, home
 
 
 JOB_RUNS = """
@@ -299,7 +299,7 @@ def test_the_demos_runs_belong_to_the_served_code_location(demo_ui, screenshots)
     """`biocap demo` then `make dev`: the demo's runs on the job pages, with the served
     job's own snapshot (re-execution without a version warning), and the automation
     sensor does not evaluate the checkpoint the demo already evaluated."""
-    base_url, printed = demo_ui
+    base_url, printed, _ = demo_ui
     # quiet by default: a line per step and the summary, no warnings or debug events
     lines = printed.splitlines()
     assert len(lines) < 60, printed
@@ -336,7 +336,7 @@ def test_the_demos_runs_belong_to_the_served_code_location(demo_ui, screenshots)
 
 
 def test_training_and_evaluation_show_plots_checks_and_automation(demo_ui, screenshots) -> None:
-    base_url, _ = demo_ui
+    base_url, _, home = demo_ui
     expect = sync_api.expect
     with _browser_page() as page:
         page.goto(f"{base_url}/assets/clip_checkpoint?view=events")
@@ -361,3 +361,13 @@ def test_training_and_evaluation_show_plots_checks_and_automation(demo_ui, scree
         for name in ("reevaluate_weekly", "evaluate_new_checkpoints"):
             expect(page.get_by_text(name, exact=True).first).to_be_visible()
         page.screenshot(path=screenshots / "automation.png")
+
+        # the HTML report beside the checkpoint, as a user opens it: the paper's two tables
+        # with the published rows and ours, under the provenance
+        (report,) = (home / "storage" / "checkpoints").glob("*/report-epoch_8.html")
+        page.goto(report.as_uri())
+        for heading in ("Zero-shot classification, top-1", "Text-image retrieval", "Coverage"):
+            expect(page.get_by_role("heading", name=heading)).to_be_visible()
+        for text in ("BioCAP", "this platform", "synthetic"):
+            expect(page.get_by_text(text).first).to_be_visible()
+        page.screenshot(path=screenshots / "eval-report.png", full_page=True)

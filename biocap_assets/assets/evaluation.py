@@ -27,7 +27,7 @@ from biocap_assets.assets.common import OWNERS
 from biocap_assets.common.files import atomic_open, read_parquet
 from biocap_assets.evaluation.datasets import load_suite, read_retrieval, suite_from_data_dir
 from biocap_assets.evaluation.download import DEADLINE, MAX_BYTES
-from biocap_assets.evaluation.report import headline, render, report_data
+from biocap_assets.evaluation.report import checkpoint_label, headline, render, report_data
 from biocap_assets.plots import markdown_image, svg_bars
 from biocap_assets.resources import LauncherResource, SourcesResource, StorageResource
 from biocap_assets.resources.duckdb import BiocapDuckDB, retry_on_conflict
@@ -216,7 +216,7 @@ def eval_reports(
         "rows": frame,
         "history": history,
         "not_evaluated": not_evaluated,
-        "label": UPath(checkpoint).parent.name,
+        "label": checkpoint_label(checkpoint),
         "real_benchmarks": real,
         "provenance": provenance,
     }

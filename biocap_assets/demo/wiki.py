@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 
 from biocap_assets.demo.species import DemoSpecies
 
-_RANK_LABELS = ("Kingdom", "Phylum", "Class", "Order", "Family", "Genus", "Species")
-
 _PATTERN_PHRASES = {
     "plain": "an unmarked, uniformly coloured surface",
     "striped": "narrow dark diagonal stripes",
@@ -53,8 +51,9 @@ class WikiPage:
 
 def _taxobox(species: DemoSpecies) -> str:
     rows = []
-    for label, value in zip(_RANK_LABELS, species.taxon.ranks, strict=True):
-        shown = species.taxon.binomial if label == "Species" else value
+    for rank, value in species.taxon.by_rank().items():
+        label = rank.capitalize()  # the taxobox's row labels: Kingdom, ..., Species
+        shown = species.taxon.binomial if rank == "species" else value
         rows.append(
             f'<tr><td>{label}:</td><td><a href="/wiki/{html.escape(shown)}">'
             f"{html.escape(shown)}</a></td></tr>"

@@ -135,18 +135,7 @@ def _catalog_row(
     split: str, tol_id: str, taxon: Taxon, rng: random.Random, index: int
 ) -> dict[str, str]:
     row = dict.fromkeys(CATALOG_COLUMNS, "")
-    row.update(
-        split=split,
-        treeoflife_id=tol_id,
-        kingdom=taxon.kingdom,
-        phylum=taxon.phylum,
-        order=taxon.order,
-        family=taxon.family,
-        genus=taxon.genus,
-        species=taxon.species,
-        common=taxon.common,
-    )
-    row["class"] = taxon.cls
+    row.update(split=split, treeoflife_id=tol_id, **taxon.by_rank(), common=taxon.common)
     source = rng.random()
     if taxon.kingdom == "Animalia" and taxon.phylum == "Arthropoda" and source < 0.4:
         row["bioscan_part"] = str(rng.randint(1, 113))
@@ -303,13 +292,7 @@ def _write_world(root: Path, seed: int, sizes: DemoSizes) -> dict:
             (images / "demo_species" / name).write_bytes(data)
             zs_rows.append(
                 {
-                    "kingdom": t.kingdom,
-                    "phylum": t.phylum,
-                    "cls": t.cls,
-                    "order": t.order,
-                    "family": t.family,
-                    "genus": t.genus,
-                    "species": t.species,
+                    **dict(zip(ANNOTATION_RANKS, t.ranks, strict=True)),
                     "common_name": t.common,
                     "filepath": name,
                     "class": t.binomial,

@@ -120,6 +120,13 @@ def retrieval_row(rows: pd.DataFrame) -> list[float | None]:
     return [*values, mean]
 
 
+def checkpoint_label(checkpoint: str) -> str:
+    """A checkpoint's name in the tables: its run folder and file (``<run>/epoch_8``), so
+    the epochs of one run stay apart."""
+    path = Path(str(checkpoint))
+    return f"{path.parent.name}/{path.stem}" if path.parent.name else path.stem
+
+
 def paper_tables(
     rows: pd.DataFrame, history: pd.DataFrame, label: str, real_benchmarks: bool = True
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -134,8 +141,7 @@ def paper_tables(
     ours: list[tuple[str, pd.DataFrame]] = []
     if not history.empty:
         for checkpoint, group in history.groupby("checkpoint", sort=False):
-            name = Path(str(checkpoint)).parent.name or str(checkpoint)
-            ours += _rows_by_head(name, group)
+            ours += _rows_by_head(checkpoint_label(checkpoint), group)
     ours += _rows_by_head(label, rows)
     if not ours:
         ours.append((label, rows))

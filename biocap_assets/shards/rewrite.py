@@ -319,7 +319,9 @@ def description_lookup(rows: Sequence[dict]) -> DescriptionLookup:
     ``rows``: the visual_descriptions table, one row per taxon (with or without a
     description). A sample whose ranks match no row falls back to its binomial only when
     that binomial names a single taxon there: a hemihomonym ("Abronia umbellata", a plant
-    and a lizard) never gets the other taxon's text.
+    and a lizard) never gets the other taxon's text. Counting there is counting in
+    ``taxa``: visual_descriptions keeps a row for every wiki_pages row, and wiki_pages one
+    for every taxon (its ``every_taxon_has_a_row`` check).
     """
     by_ranks: dict[tuple[str, ...], str] = {}
     by_binomial: dict[str, str] = {}

@@ -44,15 +44,12 @@ class Taxon:
 
     @property
     def ranks(self) -> tuple[str, ...]:
-        return (
-            self.kingdom,
-            self.phylum,
-            self.cls,
-            self.order,
-            self.family,
-            self.genus,
-            self.species,
-        )
+        """The seven ranks in ``RANKS`` order (the field ``cls`` holds the class)."""
+        return tuple(getattr(self, "cls" if rank == "class" else rank) for rank in RANKS)
+
+    def by_rank(self) -> dict[str, str]:
+        """``{"kingdom": ..., "class": ..., "species": ...}``."""
+        return dict(zip(RANKS, self.ranks, strict=True))
 
     @property
     def binomial(self) -> str:
