@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from biocap_assets.common.secrets import redact
-from biocap_assets.settings import ConfigurationError, Settings
+from biocap_assets.settings import ConfigurationError, Settings, readme_table
 
 # the instance settings biocap ships (run queue, concurrency), copied into a new DAGSTER_HOME
 INSTANCE_YAML = Path(__file__).resolve().parent / "dagster.yaml"
@@ -191,17 +191,25 @@ def cmd_world(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_config(_: argparse.Namespace) -> int:
+def cmd_config(args: argparse.Namespace) -> int:
     """Every variable: its value in effect (set, or the default), what it is for; secrets
-    redacted; then the settings that do not go together."""
+    redacted; then the settings that do not go together. ``--markdown``: the README's
+    configuration table, made from the same definitions."""
     import textwrap
 
+    if args.markdown:
+        print(readme_table())
+        return 0
     settings = Settings.from_env()
     rows = settings.describe()
     print(f"{sum(is_set for _, _, is_set, _ in rows)} of {len(rows)} variables set.\n")
     for name, value, is_set, doc in rows:
         print(f"{name}  {'=' if is_set else '(default)'} {value or '(none)'}")
-        print(textwrap.fill(doc, width=92, initial_indent="    ", subsequent_indent="    "))
+        text = doc.replace("`", "")  # the docs are the README's Markdown
+        print(textwrap.fill(text, width=92, initial_indent="    ", subsequent_indent="    "))
+    print("\nRead by the libraries that define them:")
+    for name, value in Settings.third_party():
+        print(f"{name}  {value}")
     problems = settings.inconsistencies()
     for problem in problems:
         print(f"\nwarning: {problem}")
@@ -233,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check", help="preflight: storage, catalog, sources, k8s, values")
     check.set_defaults(func=cmd_check)
     config = sub.add_parser("config", help="print the configuration in effect")
+    config.add_argument(
+        "--markdown", action="store_true", help="print the README's table of the variables"
+    )
     config.set_defaults(func=cmd_config)
     args = parser.parse_args(argv)
     try:

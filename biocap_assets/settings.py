@@ -27,92 +27,160 @@ EXECUTORS = ("in_process", "multiprocess")
 
 @dataclass(frozen=True)
 class Variable:
+    """A setting: its name, what it means and its default, in Markdown (the README's
+    configuration table is made from these: ``readme_table``)."""
+
     name: str
     doc: str
+    default: str
 
 
 VARIABLES = (
-    Variable("BIOCAP_HOME", "local working folder (default ./.biocap)"),
-    Variable("BIOCAP_STORAGE_URL", "object-storage root (default file://$BIOCAP_HOME/storage)"),
-    Variable("BIOCAP_DUCKDB_PATH", "DuckDB file (default $BIOCAP_HOME/biocap.duckdb)"),
+    Variable(
+        "BIOCAP_HOME",
+        "local working folder",
+        "`./.biocap`",
+    ),
+    Variable(
+        "BIOCAP_STORAGE_URL",
+        "object-storage root for every artifact (`file://...` or `s3://bucket/prefix`; S3 takes "
+        "the usual `AWS_*` variables, and `AWS_ENDPOINT_URL` for an S3-compatible server)",
+        "`file://$BIOCAP_HOME/storage`",
+    ),
+    Variable(
+        "BIOCAP_DUCKDB_PATH",
+        "the DuckDB file holding the tables",
+        "`$BIOCAP_HOME/biocap.duckdb`",
+    ),
     Variable(
         "BIOCAP_DUCKLAKE_CATALOG",
-        "production catalog many runs can write: a DuckLake catalog, e.g. "
-        "'postgres:host=db dbname=biocap_lake user=biocap' (password from PGPASSWORD); "
+        "production: keep the tables in [DuckLake](https://ducklake.select) instead of the DuckDB "
+        "file, so every run pod can write at once; a DuckLake catalog such as `postgres:host=db "
+        "port=5432 dbname=biocap_lake user=biocap` (password from `PGPASSWORD`)",
         "unset: the DuckDB file",
     ),
     Variable(
         "BIOCAP_DUCKLAKE_DATA_PATH",
-        "where DuckLake writes its Parquet files (default $BIOCAP_STORAGE_URL/lake/)",
+        "where DuckLake writes its Parquet files: a folder or `s3://` URL (S3 through DuckDB's "
+        "httpfs with the `AWS_*` variables)",
+        "`$BIOCAP_STORAGE_URL/lake/`",
     ),
-    Variable("BIOCAP_CATALOG_URL", "TreeOfLife-10M catalog.csv, path or URL (default: demo world)"),
-    Variable("BIOCAP_SHARDS_URL", "input shards as a brace pattern (default: demo world)"),
+    Variable(
+        "BIOCAP_CATALOG_URL",
+        "TreeOfLife-10M `catalog.csv`: a path, `file://`, `s3://` or `http(s)://` URL",
+        "the demo world's catalog",
+    ),
+    Variable(
+        "BIOCAP_SHARDS_URL",
+        "input shards as a brace pattern, e.g. `/data/tol10m/shard-{000000..000159}.tar`",
+        "the demo world's shards",
+    ),
     Variable(
         "BIOCAP_WIKI_API_URL",
-        "MediaWiki Action API endpoint (default: English Wikipedia, or the demo's offline "
-        "wiki when the catalog is the demo's)",
+        "MediaWiki Action API endpoint",
+        "`https://en.wikipedia.org/w/api.php`; with the demo catalog, the demo's offline wiki "
+        "served on 127.0.0.1",
     ),
     Variable(
         "BIOCAP_WIKI_CONTACT",
-        "contact (email or URL) put in the crawler's User-Agent; required for a non-loopback API",
+        "contact (email or URL) in the crawler's User-Agent, `biocap/<version> (+<project>; "
+        "<contact>)`; required by the crawler for any API not on loopback (Wikimedia's User-Agent "
+        "policy)",
+        "none",
     ),
-    Variable("BIOCAP_LAUNCHER", "where workers run: local (subprocesses, default) or k8s (pods)"),
-    Variable("BIOCAP_WORKER_IMAGE", "k8s launcher: the GPU worker image"),
-    Variable("BIOCAP_K8S_NAMESPACE", "k8s launcher: namespace of worker pods (default biocap)"),
+    Variable(
+        "BIOCAP_LAUNCHER",
+        "where workers run: `local` (subprocesses of the step) or `k8s` (one pod per worker run, "
+        "GPU workers with `nvidia.com/gpu`)",
+        "`local`",
+    ),
+    Variable(
+        "BIOCAP_WORKER_IMAGE",
+        "k8s launcher: the worker image (the `[gpu]` extra installed)",
+        "none",
+    ),
+    Variable(
+        "BIOCAP_K8S_NAMESPACE",
+        "k8s launcher: namespace of the worker pods",
+        "`biocap`",
+    ),
     Variable(
         "BIOCAP_K8S_PENDING_TIMEOUT",
-        "k8s launcher: seconds a worker pod may stay Pending (no GPU node, image pull) "
-        "before the step fails with the reason (default 900)",
+        "k8s launcher: seconds a worker pod may stay `Pending` (no node with a free GPU, image "
+        "pull failing) before the step fails with the scheduler's or kubelet's reason",
+        "`900`",
     ),
     Variable(
-        "BIOCAP_K8S_KEEP_FAILED_PODS", "k8s launcher: 1 keeps failed worker pods for inspection"
+        "BIOCAP_K8S_KEEP_FAILED_PODS",
+        "k8s launcher: `1` keeps failed worker pods (and training Jobs) for `kubectl "
+        "describe/logs`",
+        "`0` (deleted)",
     ),
     Variable(
         "BIOCAP_K8S_MODEL_CACHE",
-        "k8s launcher: the ReadWriteMany PersistentVolumeClaim holding the Hugging Face cache, "
-        "mounted at /models (HF_HUB_CACHE=/models/hub) in model-running worker pods, "
-        "read-only and offline "
-        "except in the model_weights pod that fills it (default biocap-models; none: no "
-        "shared cache, each pod downloads)",
+        "k8s launcher: the ReadWriteMany PersistentVolumeClaim of the shared Hugging Face cache, "
+        "mounted at `/models` (`HF_HUB_CACHE=/models/hub`) read-only with `HF_HUB_OFFLINE=1` in "
+        "the pods that load models (their `HF_HOME` on scratch), read-write only in the pod of "
+        "`model_weights`, which fills it; `none`: no shared cache (every pod downloads its model)",
+        "`biocap-models`",
     ),
     Variable(
         "BIOCAP_K8S_EVAL_VOLUME",
-        "k8s launcher: the ReadWriteMany PersistentVolumeClaim of the evaluation data, "
-        "mounted at /eval in the evaluation worker pods, where BIOCAP_EVAL_DATA, "
-        "BIOCAP_EVAL_IMAGES and BIOCAP_INQUIRE_RERANK point (default biocap-eval; none: "
-        "no volume)",
+        "k8s launcher: the ReadWriteMany PersistentVolumeClaim of the evaluation data, mounted at "
+        "`/eval` in the `download` and `evaluate` worker pods (and, through `values.yaml`, in run "
+        "pods); the three `BIOCAP_EVAL_*`/`BIOCAP_INQUIRE_RERANK` paths must lie under `/eval`; "
+        "`none`: no volume",
+        "`biocap-eval`",
     ),
-    Variable("BIOCAP_EVAL_DATA", "the upstream BioCAP data/ folder (default: the demo's suite)"),
     Variable(
-        "BIOCAP_EVAL_IMAGES", "root of the benchmark images (default: $BIOCAP_EVAL_DATA/images)"
+        "BIOCAP_EVAL_DATA",
+        "the upstream BioCAP `data/` folder (`classification_annotation/`, "
+        "`retrieval_annotations/`, `inquire_annotations/`), used as is",
+        "the demo's eval suite",
+    ),
+    Variable(
+        "BIOCAP_EVAL_IMAGES",
+        "root of the benchmark images (one folder per dataset)",
+        "`$BIOCAP_EVAL_DATA/images`",
     ),
     Variable(
         "BIOCAP_INQUIRE_RERANK",
-        "a local copy of the evendrow/INQUIRE-Rerank dataset (a folder from "
-        "`huggingface-cli download`, or a datasets cache); default: "
-        "$BIOCAP_EVAL_DATA/inquire_rerank, then the Hugging Face caches",
+        "a local copy of the `evendrow/INQUIRE-Rerank` dataset as released: the folder "
+        "`huggingface-cli download evendrow/INQUIRE-Rerank --repo-type dataset --local-dir <dir>` "
+        "leaves (`data/test-*.parquet`), or a `datasets` cache. Without one, INQUIRE is reported "
+        "as not evaluated and the `every_dataset_evaluated` check fails naming it",
+        "`$BIOCAP_EVAL_DATA/inquire_rerank`, then the Hugging Face hub cache",
     ),
-    Variable("BIOCAP_EVAL_CRON", "cron of the re-evaluation schedule (default 0 6 * * 1, weekly)"),
+    Variable(
+        "BIOCAP_EVAL_CRON",
+        "cron of the `reevaluate_weekly` schedule",
+        "`0 6 * * 1`",
+    ),
     Variable(
         "BIOCAP_EXECUTOR",
-        "how a run executes its steps: in_process (default; one process per run, what a "
-        "one-step shard partition needs) or multiprocess (a process per step, steps of one "
-        "run in parallel)",
+        "how a run executes its steps: `in_process` (the run's own process; a shard partition is "
+        "one step, so a step process of its own would only add start-up) or `multiprocess` (a "
+        "process per step: the steps of one multi-asset run side by side)",
+        "`in_process`",
     ),
     Variable(
         "BIOCAP_PARTITIONS_PER_RUN",
-        "captioned_shards partitions one backfill run takes (default 1: a failed shard "
-        "is retried alone)",
+        "how many `captioned_shards` partitions one backfill run takes "
+        "(`BackfillPolicy.multi_run`); above 1, a run captions its shards one after another and a "
+        "failure fails (and retries) all of them",
+        "`1`",
     ),
     Variable(
         "BIOCAP_DEMO",
-        "1: let the demo world stand in for unset data sources although the configuration "
-        "is a production one (k8s launcher, object storage or DuckLake); otherwise that is "
-        "an error naming the unset variable",
+        "`1`: the demo world stands in for unset data sources even in a production configuration "
+        "(k8s launcher, object storage or DuckLake); unset there, an unset source fails its step "
+        "naming the variable",
+        "`0`",
     ),
     Variable(
         "DAGSTER_HOME",
-        "Dagster instance folder for `biocap demo` and `make dev` (default $BIOCAP_HOME/dagster)",
+        "Dagster instance folder used by `biocap demo` and `make dev`",
+        "`$BIOCAP_HOME/dagster` (with biocap's `biocap_assets/dagster.yaml`)",
     ),
 )
 # Variables read where the library or protocol that defines them is used, not here: the
@@ -120,6 +188,32 @@ VARIABLES = (
 # LOCAL_RANK and WORLD_SIZE, the AWS_* credential chain (passed whole to DuckDB's S3
 # secret), and the API-key variable an inference config names. A test keeps that list exact.
 ENV_VARS = {v.name: v.doc for v in VARIABLES}
+
+
+# Read by the libraries that define them (boto3 and DuckDB's httpfs, libpq, the kubernetes
+# client, huggingface_hub), listed by ``biocap config``.
+THIRD_PARTY = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_ENDPOINT_URL",
+    "AWS_REGION",
+    "PGPASSWORD",
+    "KUBECONFIG",
+    "HF_HOME",
+    "HF_HUB_CACHE",
+    "HF_HUB_OFFLINE",
+)
+THIRD_PARTY_SECRETS = frozenset(
+    {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "PGPASSWORD"}
+)
+
+
+def readme_table() -> str:
+    """The README's configuration table, made from ``VARIABLES`` (a test holds the README
+    to it; ``biocap config --markdown`` prints it)."""
+    rows = [f"| `{v.name}` | {v.doc} | {v.default} |" for v in VARIABLES]
+    return "\n".join(["| variable | meaning | default |", "| --- | --- | --- |", *rows])
 
 
 class ConfigurationError(ValueError):
@@ -348,4 +442,30 @@ class Settings:
                 else ("BIOCAP_SHARDS_URL", "BIOCAP_CATALOG_URL")
             )
             found.append(f"{real} is set but {demo} is not: real data would meet the demo world's")
+        if self.production_shaped and not self.demo:
+            for name, value in (
+                ("BIOCAP_CATALOG_URL", self.catalog_url),
+                ("BIOCAP_SHARDS_URL", self.shards_url),
+                ("BIOCAP_EVAL_DATA", self.eval_data),
+            ):
+                if not value:
+                    found.append(
+                        f"{name} is unset in a production configuration "
+                        f"({self.production_shaped}): the steps that read it will fail; set it, "
+                        "or BIOCAP_DEMO=1 to use the demo world on purpose"
+                    )
         return found
+
+    @staticmethod
+    def third_party(env: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
+        """The other libraries' variables a deployment sets for us (the AWS credential chain,
+        libpq's password, the kube config, Hugging Face's caches), as ``biocap config``
+        shows them: secrets only as set or not."""
+        env = os.environ if env is None else env
+        shown = []
+        for name in THIRD_PARTY:
+            value = env.get(name, "")
+            if name in THIRD_PARTY_SECRETS:
+                value = "(set, hidden)" if value else ""
+            shown.append((name, value or "(unset)"))
+        return shown

@@ -19,10 +19,15 @@ BIOCAP_ENV = tuple(ENV_VARS)
 
 @pytest.fixture(autouse=True)
 def _clean_biocap_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory) -> None:
-    """No test sees the developer's own BIOCAP_* settings or Hugging Face cache."""
+    """No test sees the developer's own BIOCAP_* settings, cloud credentials, kube config,
+    torchrun ranks or Hugging Face cache."""
+    from biocap_assets.settings import THIRD_PARTY
+    from biocap_assets.common.contract import ERROR_FILE_ENV
+
     for name in BIOCAP_ENV:
         monkeypatch.delenv(name, raising=False)
-    for name in ("HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_DATASETS_CACHE", "HF_ENDPOINT"):
+    others = ("HF_DATASETS_CACHE", "HF_ENDPOINT", "RANK", "LOCAL_RANK", "WORLD_SIZE")
+    for name in (*THIRD_PARTY, *others, ERROR_FILE_ENV):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path_factory.getbasetemp() / "hf_home"))
 

@@ -37,12 +37,18 @@ def test_defaults_live_under_biocap_home(tmp_path):
     assert settings.wiki_api_url is None  # resolved per source: demo wiki or Wikipedia
 
 
-def test_every_variable_is_documented_in_the_readme():
+def test_the_readme_configuration_table_is_made_from_the_settings():
+    """One place per variable: its meaning and default live in settings.VARIABLES; the
+    README's table is exactly what `biocap config --markdown` prints from them."""
+    from biocap_assets.settings import readme_table
     from biocap_assets_tests.conftest import REPO
 
     readme = (REPO / "README.md").read_text()
+    start = readme.index("| variable | meaning | default |")
+    table = readme[start : readme.index("\n\n", start)]
+    assert table == readme_table(), "run `biocap config --markdown` and paste it in README.md"
     for name in ENV_VARS:
-        assert f"`{name}`" in readme, f"README does not document {name}"
+        assert f"| `{name}` |" in table, f"README does not document {name}"
 
 
 def test_env_vars_reach_the_resources(biocap_home, monkeypatch, tmp_path):
@@ -198,6 +204,32 @@ def test_biocap_config_lists_every_variable_with_its_value_in_effect(monkeypatch
     # what does not go together is said
     assert "warning: BIOCAP_WORKER_IMAGE is set but not used: the launcher is local" in out
     assert "warning: BIOCAP_CATALOG_URL is set but BIOCAP_SHARDS_URL is not" in out
+
+
+def test_biocap_config_shows_the_libraries_variables_and_unset_production_sources(
+    monkeypatch, capsys
+):
+    from biocap_assets.cli import main
+
+    monkeypatch.setenv("BIOCAP_LAUNCHER", "k8s")
+    monkeypatch.setenv("BIOCAP_STORAGE_URL", "s3://bucket/biocap")
+    monkeypatch.setenv("BIOCAP_WORKER_IMAGE", "registry/worker:1")
+    monkeypatch.setenv("BIOCAP_SHARDS_URL", "s3://bucket/shards/shard-{000000..000159}.tar")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t-value")
+    monkeypatch.setenv("KUBECONFIG", "/home/op/.kube/config")
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    assert main(["config"]) == 0
+    out = capsys.readouterr().out
+    assert "AWS_SECRET_ACCESS_KEY  (set, hidden)" in out and "s3cr3t-value" not in out
+    assert "KUBECONFIG  /home/op/.kube/config" in out and "PGPASSWORD  (unset)" in out
+    # runs would fail on the unset sources: said before any run, naming each
+    assert "warning: BIOCAP_CATALOG_URL is unset in a production configuration" in out
+    assert "warning: BIOCAP_EVAL_DATA is unset in a production configuration" in out
+    assert "BIOCAP_SHARDS_URL is unset" not in out
+    assert "No inconsistent settings" not in out
+    monkeypatch.setenv("BIOCAP_DEMO", "1")
+    assert main(["config"]) == 0
+    assert "is unset in a production configuration" not in capsys.readouterr().out
 
 
 def test_outside_a_laptop_the_demo_never_stands_in_silently(biocap_home, monkeypatch):
