@@ -21,8 +21,8 @@ BIOCAP_ENV = tuple(ENV_VARS)
 def _clean_biocap_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory) -> None:
     """No test sees the developer's own BIOCAP_* settings, cloud credentials, kube config,
     torchrun ranks or Hugging Face cache."""
-    from biocap_assets.settings import THIRD_PARTY
     from biocap_assets.common.contract import ERROR_FILE_ENV
+    from biocap_assets.settings import THIRD_PARTY
 
     for name in BIOCAP_ENV:
         monkeypatch.delenv(name, raising=False)
