@@ -67,7 +67,8 @@ def write_inquire_rerank_parquet(path: Path, rows: list[dict]) -> None:
     import json
 
     import pyarrow as pa
-    import pyarrow.parquet as pq
+
+    from biocap_assets.common.files import write_parquet
 
     arrow_types = {"string": pa.string(), "int64": pa.int64(), "float64": pa.float64()}
     image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
@@ -79,9 +80,7 @@ def write_inquire_rerank_parquet(path: Path, rows: list[dict]) -> None:
         [(n, image_type if k == "image" else arrow_types[k]) for n, k in INQUIRE_RERANK_FEATURES],
         metadata={"huggingface": json.dumps({"info": {"features": features}})},
     )
-    table = pa.Table.from_pylist(rows, schema=schema)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path)
+    write_parquet(str(path), pa.Table.from_pylist(rows, schema=schema))
 
 
 class AnnotationError(ValueError):

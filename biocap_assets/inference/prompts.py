@@ -150,15 +150,12 @@ class FormatExamples:
     @classmethod
     def from_file(cls, path: str | Path) -> FormatExamples:
         """A Parquet or CSV file with ``class`` and ``description`` columns."""
-        import pyarrow.parquet as pq
-
-        from biocap_assets.common.files import open_read
+        from biocap_assets.common.files import open_read, read_parquet
 
         name = str(path)
         try:
             if name.endswith(".parquet"):
-                with open_read(name) as f:
-                    table = pq.read_table(f)
+                table = read_parquet(name)
                 rows = table.to_pylist()
                 columns = set(table.column_names)
             else:

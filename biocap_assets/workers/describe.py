@@ -13,11 +13,10 @@ import time
 import zlib
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from biocap_assets.common.files import (
-    atomic_open,
     read_parquet,
+    write_parquet,
 )
 from biocap_assets.inference.factory import InferenceConfig, make_backend
 from biocap_assets.inference.tasks import DescriptionInput, filter_with_model, filter_with_rules
@@ -62,8 +61,7 @@ def run(extras: dict, log) -> dict:
             results += filter_with_model(items[start : start + chunk], backend, seed=config.seed)
             progress(len(results))
     table = pa.Table.from_pylist([r.__dict__ for r in results], schema=RESULT_SCHEMA)
-    with atomic_open(extras["output"]) as f:
-        pq.write_table(table, f)
+    write_parquet(extras["output"], table)
     statuses = table["status"].to_pylist()
     return {
         "items": len(items),

@@ -13,10 +13,9 @@ import json
 import time
 from contextlib import ExitStack
 
-import pyarrow.parquet as pq
 from scrapy.crawler import CrawlerProcess
-from upath import UPath
 
+from biocap_assets.common.files import read_parquet
 from biocap_assets.demo.wiki_server import MediaWikiServer
 from biocap_assets.progress import ProgressLog
 from biocap_assets.scraping.settings import (
@@ -45,8 +44,7 @@ class Progress:
 def crawl(ctx: WorkerContext) -> dict:
     extras = ctx.extras
     options = CrawlOptions.from_extras(extras)
-    with UPath(extras["todo"]).open("rb") as f:
-        taxa = pq.read_table(f).to_pylist()
+    taxa = read_parquet(extras["todo"]).to_pylist()
     with ExitStack() as stack:
         api_url = extras.get("api_url") or ""
         if extras.get("demo_wiki"):
