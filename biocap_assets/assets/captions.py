@@ -14,6 +14,7 @@ import pyarrow as pa
 from biocap_assets.assets import columns
 from biocap_assets.assets.columns import column_metadata
 from biocap_assets.assets.common import OWNERS, inference_params, to_inference_config
+from biocap_assets.inference.base import CAPTION_ENGINE
 from biocap_assets.resources import LauncherResource, SourcesResource, StorageResource
 from biocap_assets.resources.io_managers import PARTITION_COLUMN
 from biocap_assets.resources.sources import shard_partition_keys
@@ -32,9 +33,7 @@ def captioned_path(storage: StorageResource, key: str):
 CaptionInference = inference_params(
     "CaptionInference",
     "The caption model and its sampling; defaults as BioCAP's caption_gen runs them.",
-    model="OpenGVLab/InternVL3-38B-AWQ",
-    quantization="awq",
-    max_model_len=2048,
+    **CAPTION_ENGINE,
 )
 
 

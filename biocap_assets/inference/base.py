@@ -32,6 +32,15 @@ INTERNVL_CHAT_TEMPLATE = (
 RAW_TEMPLATES = {"internvl": INTERNVL_RAW}
 
 
+# The engine caption_gen/main.py starts: the caption model's defaults, for the captions
+# asset and the vLLM backend alike.
+CAPTION_ENGINE = {
+    "model": "OpenGVLab/InternVL3-38B-AWQ",
+    "quantization": "awq",
+    "max_model_len": 2048,
+}
+
+
 @dataclass(frozen=True)
 class SamplingConfig:
     """Upstream BioCAP captioning ran InternVL3-38B-AWQ with these settings."""

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from biocap_assets.common.model_cache import require_cached
 from biocap_assets.inference.base import (
+    CAPTION_ENGINE,
     Generation,
     GenerationRequest,
     SamplingConfig,
@@ -29,11 +30,11 @@ from biocap_assets.inference.base import (
 
 @dataclass(frozen=True)
 class VLLMConfig:
-    model: str = "OpenGVLab/InternVL3-38B-AWQ"
+    model: str = CAPTION_ENGINE["model"]
     revision: str = ""  # a branch, tag or commit of the model; "": the hub's default (main)
-    quantization: str | None = "awq"
+    quantization: str | None = CAPTION_ENGINE["quantization"]
     tensor_parallel_size: int = 1
-    max_model_len: int = 2048
+    max_model_len: int = CAPTION_ENGINE["max_model_len"]
     dtype: str = "auto"
     # Engine tuning, not in caption_gen (which keeps vLLM's defaults for these): they
     # change throughput and memory, not what a request generates.

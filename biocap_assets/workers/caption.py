@@ -22,7 +22,7 @@ from biocap_assets.common.files import (
     remove_stale_temps,
     shard_size,
 )
-from biocap_assets.inference.base import INTERNVL_STOP
+from biocap_assets.inference.base import CAPTION_ENGINE, INTERNVL_STOP
 from biocap_assets.inference.factory import InferenceConfig, make_backend
 from biocap_assets.inference.prompts import (
     REFERENCE_EXCERPT_CHARS,
@@ -79,7 +79,7 @@ def make_captioner(extras: dict, log) -> Captioner:
     settings = dict(extras.get("inference") or {})
     if prompt == REFERENCE_PROMPT:
         # caption_gen/main.py's engine and sampling defaults, under what was given
-        settings = {**REFERENCE_ENGINE, **settings}
+        settings = {**CAPTION_ENGINE, **settings}
         settings["stop"] = settings.get("stop") or list(INTERNVL_STOP)
     config = InferenceConfig.from_dict({**settings, "backend": source})
     if extras.get("format_examples"):
@@ -98,14 +98,6 @@ def make_captioner(extras: dict, log) -> Captioner:
     )
     captioner.parameters = generation_parameters(config, max_wiki_chars)
     return captioner
-
-
-# caption_gen/main.py's defaults for the model it runs
-REFERENCE_ENGINE = {
-    "model": "OpenGVLab/InternVL3-38B-AWQ",
-    "quantization": "awq",
-    "max_model_len": 2048,
-}
 
 
 def generation_parameters(config: InferenceConfig, max_wiki_chars: int) -> dict:
