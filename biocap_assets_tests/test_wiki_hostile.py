@@ -90,3 +90,23 @@ def test_a_titles_answer_of_an_unexpected_shape_errs_the_whole_batch_not_the_cra
         report = run_worker(tmp_path, TAXA, server.api_url, OPTIONS)
     rows = rows_by_id(tmp_path / "parts")
     assert report["items"] == len(TAXA) and set(rows) == set(NAMES)
+
+
+def test_a_redirect_to_another_host_is_not_followed(tmp_path):
+    """The crawler talks to the API's host only: an answer redirecting elsewhere (here the
+    same server under another name, so a followed redirect would be seen) is an error for
+    its taxon; the other taxa are crawled as usual."""
+
+    def elsewhere(params, attempt):
+        if params.get("page") == "Hugus maximus":
+            return Fault(status=302, body=b"", headers={"Location": other + "&page=Hugus+maximus"})
+        return None
+
+    with MediaWikiServer(PAGES, fault=elsewhere) as server:
+        other = server.api_url.replace("127.0.0.1", "localhost") + "?action=parse&format=json"
+        report = run_worker(tmp_path, TAXA, server.api_url, OPTIONS)
+    rows = rows_by_id(tmp_path / "parts")
+    assert report["items"] == len(TAXA) and set(rows) == set(NAMES)
+    assert rows["huge"]["status"] == "error", rows["huge"]
+    assert "is not the API's host 127.0.0.1" in rows["huge"]["reason"], rows["huge"]
+    assert rows["fine"]["status"] == "found"

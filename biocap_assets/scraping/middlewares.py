@@ -1,4 +1,6 @@
-"""Retries that wait: honour ``Retry-After`` (429, 503, MediaWiki ``maxlag``), back off on
+"""Retries that wait, and requests to the API's host only.
+
+Retries that wait: honour ``Retry-After`` (429, 503, MediaWiki ``maxlag``), back off on
 5xx and timeouts.
 
 Scrapy's own RetryMiddleware re-queues a failed request at once. A careful client
@@ -16,7 +18,9 @@ import json
 import time
 
 from scrapy.downloadermiddlewares.retry import RetryMiddleware
+from scrapy.exceptions import IgnoreRequest
 from scrapy.http import Request, Response
+from scrapy.utils.httpobj import urlparse_cached
 
 
 def retry_after_seconds(value: bytes | str | None, now: float | None = None) -> float | None:
@@ -95,3 +99,24 @@ class PoliteRetryMiddleware(RetryMiddleware):
             return None
         await self._wait(request, type(exception).__name__, self._delay(request, None))
         return retry
+
+
+class ApiHostOnlyMiddleware:
+    """Refuses a request to any host but the API's (``spider.api_host``), a redirect's
+    included: the crawl talks to BIOCAP_WIKI_API_URL only, and an answer redirecting
+    elsewhere becomes an error row for its taxa. Not Scrapy's OffsiteMiddleware: it lets
+    ``dont_filter`` requests through, and every request of ours is one (a retried batch
+    is not a duplicate)."""
+
+    def __init__(self, crawler):
+        self.crawler = crawler
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        return cls(crawler)
+
+    def process_request(self, request: Request) -> None:
+        api_host = getattr(self.crawler.spider, "api_host", "")
+        host = urlparse_cached(request).hostname or ""
+        if api_host and host != api_host:
+            raise IgnoreRequest(f"not followed: {host} is not the API's host {api_host}")

@@ -125,6 +125,7 @@ def crawler_settings(options: CrawlOptions) -> dict:
         "DOWNLOADER_MIDDLEWARES": {
             "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
             "biocap_assets.scraping.middlewares.PoliteRetryMiddleware": 550,
+            "biocap_assets.scraping.middlewares.ApiHostOnlyMiddleware": 60,
         },
         "HTTPERROR_ALLOW_ALL": False,
         "CLOSESPIDER_PAGECOUNT": options.close_after_pages,

@@ -14,6 +14,7 @@ from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from urllib.parse import urlparse
 
 import scrapy
 from scrapy.http import Response
@@ -81,6 +82,8 @@ class WikiSpider(scrapy.Spider):
             for t in taxa
         ]
         self.api_url = api_url
+        # the one host the crawl talks to (middlewares.ApiHostOnlyMiddleware)
+        self.api_host = urlparse(api_url).hostname or ""
         self.keywords = tuple(keywords) or VISUAL_KEYWORDS
         self.keep_lead = keep_lead
         self.section_policy = section_policy
