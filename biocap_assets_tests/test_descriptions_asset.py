@@ -1,5 +1,6 @@
 """visual_descriptions through Dagster: CPU fallback labelled, buckets, released descriptions."""
 
+import dagster as dg
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -67,3 +68,16 @@ def test_cpu_fallback_buckets_and_released(fresh_defs, biocap_home, tmp_path, in
     )
     assert by_name[("Corvus corax", "Animalia")][3] == "empty"
     assert {r[4] for r in by_name.values() if r[3] != "no_text"} == {"released"}
+
+    # wiki_pages cut to two rows (a crawl that lost its taxa): rebuilding would lose most of
+    # visual_descriptions, so the step fails and the table stays as it was
+    with duckdb.connect(str(biocap_home / "biocap.duckdb")) as connection:
+        connection.execute(
+            "DELETE FROM wiki_pages WHERE binomial NOT IN ('Cardinalis cardinalis', 'Corvus corax')"
+        )
+    before = _rows(biocap_home)
+    with pytest.raises(dg.Failure, match=r"table visual_descriptions: .* gives 2 rows where"):
+        job.execute_in_process(
+            instance=instance, asset_selection=[dg.AssetKey("visual_descriptions")]
+        )
+    assert _rows(biocap_home) == before

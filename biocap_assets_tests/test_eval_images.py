@@ -3,6 +3,10 @@ annotation rows refused (servers on 127.0.0.1)."""
 
 import hashlib
 import io
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -71,6 +75,21 @@ class ImageHost:
                             self.wfile.write(b"\xff")
                             self.wfile.flush()
                             time.sleep(0.05)
+                    except OSError:
+                        pass
+                    return None
+                if path == "/stalls-once.jpg":  # the first answer stops halfway for a while
+                    body = host.files["stalls-once.jpg"]
+                    if host.requests.count(path) > 1:
+                        return self.send(200, body)
+                    self.send_response(200)
+                    self.send_header("Content-Type", "image/jpeg")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    try:
+                        self.wfile.write(body[: len(body) // 2])
+                        self.wfile.flush()
+                        time.sleep(20)
                     except OSError:
                         pass
                     return None
@@ -261,3 +280,45 @@ def test_a_drip_fed_body_ends_at_the_deadline(image_host, tmp_path):
     assert time.monotonic() - started < 10
     assert report.refused and "not done after 1 s" in report.refused[0], report
     assert image_host.requests.count("/drip.jpg") == 1, "past the deadline: no retry"
+
+
+KILLED_DOWNLOAD = """
+import sys
+from pathlib import Path
+from biocap_assets.evaluation.download import DownloadItem, Limits, download_all
+url, root, host = sys.argv[1:]
+download_all([DownloadItem(url, Path(root), "x.jpg")], limits=Limits.with_hosts([host]))
+"""
+
+
+def test_a_killed_download_leaves_nothing_that_looks_done_and_the_next_run_cleans_up(
+    image_host, tmp_path
+):
+    """SIGKILL mid-file (a preempted pod): what is left is the temporary .part file only,
+    never x.jpg; the next run fetches the file whole and leaves no .part behind."""
+    whole = jpeg((10, 20, 30)) + b"\0" * 20_000  # a JPEG with trailing padding, ~20 kB
+    image_host.files["stalls-once.jpg"] = whole
+    root = tmp_path / "images"
+    url = image_host.base + "stalls-once.jpg"
+    worker = subprocess.Popen(
+        [sys.executable, "-c", KILLED_DOWNLOAD, url, str(root), image_host.host],
+        start_new_session=True,
+    )
+    part = root / ".x.jpg.part"
+    try:
+        deadline = time.monotonic() + 30
+        while not (part.exists() and part.stat().st_size > 0):
+            assert worker.poll() is None and time.monotonic() < deadline, "no partial file"
+            time.sleep(0.05)
+    finally:
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait()
+    assert part.exists() and not (root / "x.jpg").exists(), "only the temporary file is left"
+
+    report = download_all(
+        [DownloadItem(url, root, "x.jpg", hashlib.md5(whole).hexdigest())],
+        limits=allowed(image_host, retries=0),
+    )
+    assert report.downloaded == 1, report
+    assert (root / "x.jpg").read_bytes() == whole
+    assert not list(root.glob(".*.part")), "the leftover was replaced and removed"

@@ -73,6 +73,18 @@ def test_bad_annotation_files_are_named(tmp_path):
         ds.load_suite(suite)
 
 
+def test_an_annotation_file_saved_with_a_byte_order_mark_reads_as_without(tmp_path):
+    """Spreadsheet programs save CSVs with a UTF-8 BOM; its first column must keep its name
+    (read as '\ufefffilepath' it would be 'missing')."""
+    plain, marked = tmp_path / "plain.csv", tmp_path / "marked.csv"
+    text = "filepath,class\na.jpg,Corvus corax\nb.jpg,Pica pica\n"
+    plain.write_text(text, encoding="utf-8")
+    marked.write_text(text, encoding="utf-8-sig")
+    assert marked.read_bytes().startswith(b"\xef\xbb\xbf")
+    one, two = ds.read_classification(plain, "x"), ds.read_classification(marked, "x")
+    assert one == two and one.images == ["a.jpg", "b.jpg"]
+
+
 def test_the_schedule_reruns_even_without_a_new_checkpoint(fresh_defs):
     from datetime import UTC, datetime
 
