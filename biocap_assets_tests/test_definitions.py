@@ -1,6 +1,7 @@
 """The code location loads, and resources follow the environment variables."""
 
 import importlib
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -257,3 +258,22 @@ def test_outside_a_laptop_the_demo_never_stands_in_silently(biocap_home, monkeyp
 
     monkeypatch.setenv("BIOCAP_DEMO", "1")  # the demo world is complete: no pod is needed
     assert materialize_taxa().success
+
+
+def test_the_shipped_instance_runs_one_gpu_step_at_a_time(tmp_path, monkeypatch):
+    """The instance `biocap demo` and `make dev` use (biocap_assets/dagster.yaml), as Dagster
+    reads it: two runs at once, every pool (the GPU steps' `gpu`) limited to one slot."""
+    import shutil
+
+    import biocap_assets
+    from biocap_assets.definitions import defs
+
+    shutil.copy(Path(biocap_assets.__file__).parent / "dagster.yaml", tmp_path / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    with dg.DagsterInstance.get() as instance:
+        config = instance.get_concurrency_config()
+    assert config.pool_config.default_pool_limit == 1
+    assert config.run_queue_config.max_concurrent_runs == 2
+    pools = {key.to_user_string(): a.op.pool for a in defs.assets for key in a.keys}
+    gpu = {"visual_descriptions", "captioned_shards", "clip_checkpoint", "eval_reports"}
+    assert {name for name, pool in pools.items() if pool == "gpu"} == gpu
