@@ -137,7 +137,7 @@ def _write_results(duckdb: BiocapDuckDB, frame: pd.DataFrame) -> pd.DataFrame:
     kinds={"pytorch", "duckdb"},
     owners=OWNERS,
     pool="gpu",
-    code_version="2",
+    code_version="3",  # 3: each row records its options; run/epoch labels
     # a new checkpoint is evaluated once (see jobs.evaluate_new_checkpoints)
     automation_condition=dg.AutomationCondition.eager(),
     check_specs=[
@@ -174,22 +174,25 @@ def eval_reports(
     for name, why in not_evaluated.items():
         context.log.warning(f"{name} is not evaluated: {why}")
     output = storage.path("eval", context.run.run_id, "results.parquet")
-    invocation = launcher.run(
-        context,
-        "evaluate",
-        extras={
-            "checkpoint": model_path,
-            "output": str(output),
-            "specs": [spec.__dict__ for spec in specs],
-            "options": config.options(),
-        },
-    )
+    try:
+        invocation = launcher.run(
+            context,
+            "evaluate",
+            extras={
+                "checkpoint": model_path,
+                "output": str(output),
+                "specs": [spec.__dict__ for spec in specs],
+                "options": config.options(),
+            },
+        )
+        frame = read_parquet(str(output)).to_pandas()
+    finally:  # the worker's results are only a hand-over: never left behind
+        if output.exists():
+            output.unlink()
     for name, why in invocation.get_custom_messages()[-1].get("not_evaluated", {}).items():
         if name not in not_evaluated:
             context.log.warning(f"{name} is not evaluated: {why}")
             not_evaluated[name] = why
-    frame = read_parquet(str(output)).to_pandas()
-    output.unlink()
     frame["checkpoint"] = checkpoint
     frame["options"] = json.dumps(config.options(), sort_keys=True)
     frame["evaluated_at"] = datetime.now(UTC)

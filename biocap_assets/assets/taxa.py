@@ -78,7 +78,7 @@ def taxa_metadata(result: TaxaResult, source_label: str, catalog_url: str) -> di
     metadata={"table": "taxa", **column_metadata(columns.TAXA)},
     kinds={"duckdb"},
     owners=OWNERS,
-    code_version="1",
+    code_version="2",  # 2: whitespace runs, BOM and shrink guard (19808d8)
     check_specs=[
         dg.AssetCheckSpec(
             MISSING_RANK_CHECK,
