@@ -49,11 +49,6 @@ def hit_rate(hits: np.ndarray) -> float:
     return int(hits.sum()) / len(hits) if len(hits) else float("nan")
 
 
-def topk_accuracy(scores: np.ndarray, labels: Sequence[int], k: int = 1) -> float:
-    """Share of rows whose true label is among ``torch.topk``'s k best columns."""
-    return hit_rate(topk_hits(scores, labels, k))
-
-
 BOOTSTRAP_DRAWS = 1000
 CI_LEVEL = 0.95
 
@@ -112,11 +107,6 @@ def retrieval_hits(similarity: np.ndarray, ks: Sequence[int] = RECALL_KS) -> dic
         **{f"image_to_text_R@{k}": image_to_text[k] for k in ks},
         **{f"text_to_image_R@{k}": text_to_image[k] for k in ks},
     }
-
-
-def retrieval_metrics(similarity: np.ndarray, ks: Sequence[int] = RECALL_KS) -> dict[str, float]:
-    """``similarity[i, j]``: image i against caption j, row i's caption being caption i."""
-    return {name: hit_rate(h) for name, h in retrieval_hits(similarity, ks).items()}
 
 
 def ndcg_at_k(y_true: np.ndarray, y_pred: np.ndarray, count_pos: int, k: int) -> float:
