@@ -78,6 +78,16 @@ def test_check_names_each_variable_and_what_to_do(biocap_home, tmp_path):
     assert "PROBLEM BIOCAP_CATALOG_URL: not set" in printed
 
 
+def test_check_names_storage_that_cannot_be_written(biocap_home, tmp_path):
+    """Storage that is there but not writable (here a path through a regular file, which
+    even root cannot make a folder of): named before any run writes a table."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    code, printed = _check({"BIOCAP_STORAGE_URL": (blocker / "storage").as_uri()}, biocap_home)
+    assert code == 1
+    assert "PROBLEM BIOCAP_STORAGE_URL" in printed and "may write there" in printed, printed
+
+
 def test_check_reports_an_unreachable_ducklake_catalog(biocap_home):
     from biocap_assets_tests.ports import free_port
 
