@@ -78,3 +78,32 @@ def test_ducklake_tables_are_parquet_under_the_data_path(postgres, tmp_path):
     ][0]
     # the data files hold what the catalog says (deletes are separate delete files)
     assert total >= 3 * ROWS_PER_PARTITION
+
+
+def test_a_commit_that_lost_a_race_is_retried_and_other_errors_are_not(caplog):
+    """retry_on_conflict: DuckLake's 'Transaction conflict' is retried with backoff until
+    the write goes through; any other error, and the last conflict, reach the caller."""
+    from biocap_assets.resources.duckdb import retry_on_conflict
+
+    calls = []
+
+    def write(failures: int, error: str):
+        def attempt():
+            calls.append(error)
+            if len(calls) <= failures:
+                raise duckdb.TransactionException(error)
+            return "committed"
+
+        return attempt
+
+    conflict = "Transaction conflict: another transaction has deleted from it"
+    assert retry_on_conflict(write(2, conflict), pause=0.001) == "committed"
+    assert len(calls) == 3 and "lost a race (attempt 2)" in caplog.text
+    calls.clear()
+    with pytest.raises(duckdb.TransactionException, match="disk full"):
+        retry_on_conflict(write(5, "disk full"), pause=0.001)
+    assert len(calls) == 1, "not a conflict: not retried"
+    calls.clear()
+    with pytest.raises(duckdb.TransactionException, match="conflict"):
+        retry_on_conflict(write(99, conflict), attempts=4, pause=0.001)
+    assert len(calls) == 4

@@ -23,7 +23,6 @@ import importlib.resources
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TypeVar
@@ -33,6 +32,7 @@ import duckdb
 import fsspec
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from biocap_assets.common.secrets import redact
 
@@ -85,19 +85,30 @@ def is_conflict(exc: BaseException) -> bool:
     return isinstance(exc, duckdb.Error) and "conflict" in str(exc).lower()
 
 
+def _log_retry(what: str):
+    def log(state) -> None:
+        logging.getLogger("biocap.catalog").warning(
+            f"{what} (attempt {state.attempt_number}), retrying: {state.outcome.exception()}"
+        )
+
+    return log
+
+
 def retry_on_conflict(write: Callable[[], T], attempts: int = 8, pause: float = 0.1) -> T:
     """Run ``write`` (one whole transaction) again when a concurrent commit won the race."""
-    for attempt in range(attempts):
-        try:
-            return write()
-        except duckdb.Error as exc:
-            if attempt == attempts - 1 or not is_conflict(exc):
-                raise
-            logging.getLogger("biocap.catalog").warning(
-                f"catalog commit lost a race (attempt {attempt + 1}), retrying: {exc}"
-            )
-            time.sleep(pause * 2**attempt)
-    raise AssertionError("unreachable")
+    return Retrying(
+        retry=retry_if_exception(is_conflict),
+        stop=stop_after_attempt(attempts),
+        wait=wait_exponential(multiplier=pause),  # pause, 2 x pause, 4 x pause, ...
+        before_sleep=_log_retry("catalog commit lost a race"),
+        reraise=True,
+    )(write)
+
+
+def _is_lake_initialising(exc: BaseException) -> bool:
+    # the first runs of a new lake race to create its metadata tables: the losers find
+    # them made on the next try
+    return isinstance(exc, duckdb.Error) and "initialize ducklake" in str(exc).lower()
 
 
 class BiocapDuckDB(DuckDBResource):
@@ -168,20 +179,18 @@ def attach_lake(catalog: str, data_path: str) -> duckdb.DuckDBPyConnection:
             f"ATTACH {_quote('ducklake:' + catalog)} AS {LAKE} "
             f"(DATA_PATH {_quote(data_path.rstrip('/') + '/')})"
         )
-        for attempt in range(6):
-            try:
-                connection.execute(attach)
-                break
-            except duckdb.Error as exc:
-                # the first runs of a new lake race to create its metadata tables: the
-                # losers find them made on the next try
-                if attempt == 5 or "initialize ducklake" not in str(exc).lower():
-                    # DuckDB's message carries the whole connection string: not its password
-                    raise RuntimeError(
-                        f"cannot attach the DuckLake catalog {redact(catalog)!r}: "
-                        f"{redact(str(exc))}"
-                    ) from None
-                time.sleep(0.2 * 2**attempt)
+        try:
+            Retrying(
+                retry=retry_if_exception(_is_lake_initialising),
+                stop=stop_after_attempt(6),
+                wait=wait_exponential(multiplier=0.2),
+                reraise=True,
+            )(connection.execute, attach)
+        except duckdb.Error as exc:
+            # DuckDB's message carries the whole connection string: not its password
+            raise RuntimeError(
+                f"cannot attach the DuckLake catalog {redact(catalog)!r}: {redact(str(exc))}"
+            ) from None
     except BaseException:
         connection.close()
         raise
