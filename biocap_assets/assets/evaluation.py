@@ -24,10 +24,15 @@ from upath import UPath
 
 from biocap_assets import __version__
 from biocap_assets.assets.common import OWNERS
-from biocap_assets.common.files import atomic_open, read_parquet
+from biocap_assets.common.files import read_parquet
 from biocap_assets.evaluation.datasets import load_suite, read_retrieval, suite_from_data_dir
 from biocap_assets.evaluation.download import DEADLINE, MAX_BYTES
-from biocap_assets.evaluation.report import checkpoint_label, headline, render, report_data
+from biocap_assets.evaluation.report import (
+    checkpoint_label,
+    headline,
+    provenance,
+    write_reports,
+)
 from biocap_assets.plots import markdown_image, svg_bars
 from biocap_assets.resources import LauncherResource, SourcesResource, StorageResource
 from biocap_assets.resources.duckdb import BiocapDuckDB, retry_on_conflict
@@ -198,39 +203,24 @@ def eval_reports(
     frame["evaluated_at"] = datetime.now(UTC)
     frame = frame[RESULT_COLUMNS]
     history = _write_results(duckdb, frame)
-    real = not label.startswith("demo")
-    provenance = {
-        "benchmarks": label,
-        "checkpoint": checkpoint,
-        "model": summary.get("model", ""),
-        "preset": summary.get("preset", ""),
-        "epochs": summary.get("epochs", ""),
-        "training data version": summary.get("data_version", ""),
-        "image head": config.head,
-        "retrieval template": repr(config.retrieval_template),
-        "precision": config.precision,
-        "code version": f"biocap {__version__}, eval_reports code version "
-        f"{context.assets_def.code_versions_by_key[context.asset_key]}",
-        "evaluated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "run": context.run.run_id,
-    }
+    code_version = context.assets_def.code_versions_by_key[context.asset_key]
     report = {
         "checkpoint": checkpoint,
         "rows": frame,
         "history": history,
         "not_evaluated": not_evaluated,
         "label": checkpoint_label(checkpoint),
-        "real_benchmarks": real,
-        "provenance": provenance,
+        "real_benchmarks": not label.startswith("demo"),
+        "provenance": provenance(
+            summary,
+            label,
+            config.options(),
+            f"biocap {__version__}, eval_reports code version {code_version}",
+            context.run.run_id,
+            datetime.now(UTC),
+        ),
     }
-    markdown, page = render(**report)
-    data = json.dumps(report_data(**report), indent=1, default=str)
-    run_dir = UPath(summary["run_dir"])
-    stem = f"report-epoch_{summary['epochs']}"
-    for suffix, text in ((".md", markdown), (".html", page), (".json", data)):
-        # a failed or interrupted write leaves the previous report, never half of one
-        with atomic_open(str(run_dir / f"{stem}{suffix}"), "wb") as out:
-            out.write(text.encode("utf-8"))
+    reports = write_reports(summary["run_dir"], f"report-epoch_{summary['epochs']}", report)
     table = headline(frame)
     below = table[table["value"] <= table["chance"]]
     missing = sorted(({spec.name for spec in specs} - set(frame["dataset"])) | set(not_evaluated))
@@ -244,9 +234,9 @@ def eval_reports(
             "checkpoint": dg.MetadataValue.path(checkpoint),
             "model": dg.MetadataValue.path(model_path),
             "head": config.head,
-            "report_html": dg.MetadataValue.path(str(run_dir / f"{stem}.html")),
-            "report_markdown": dg.MetadataValue.path(str(run_dir / f"{stem}.md")),
-            "report_json": dg.MetadataValue.path(str(run_dir / f"{stem}.json")),
+            "report_html": dg.MetadataValue.path(reports[".html"]),
+            "report_markdown": dg.MetadataValue.path(reports[".md"]),
+            "report_json": dg.MetadataValue.path(reports[".json"]),
             "datasets": len(specs),
             "rows": len(frame),
             "not_evaluated": dg.MetadataValue.json(not_evaluated),

@@ -25,6 +25,7 @@ from pathlib import PurePosixPath as Path
 
 import pandas as pd
 
+from biocap_assets.common.files import atomic_open
 from biocap_assets.plots import svg_bars
 
 RETRIEVAL_RECALL_K = 10
@@ -510,3 +511,39 @@ def render(
         + "</body></html>"
     )
     return "\n".join(md) + "\n", page
+
+
+def provenance(
+    summary: dict, benchmarks: str, options: dict[str, str], code_version: str, run_id: str, when
+) -> dict[str, object]:
+    """The report's header: what was evaluated (the checkpoint's summary), on what, with
+    which options and code, when and in which run."""
+    return {
+        "benchmarks": benchmarks,
+        "checkpoint": summary["checkpoint"],
+        "model": summary.get("model", ""),
+        "preset": summary.get("preset", ""),
+        "epochs": summary.get("epochs", ""),
+        "training data version": summary.get("data_version", ""),
+        "image head": options["head"],
+        "retrieval template": repr(options["retrieval_template"]),
+        "precision": options["precision"],
+        "code version": code_version,
+        "evaluated": when.strftime("%Y-%m-%d %H:%M UTC"),
+        "run": run_id,
+    }
+
+
+def write_reports(folder: str, stem: str, report: dict) -> dict[str, str]:
+    """``<stem>.md``, ``.html`` and ``.json`` of ``report`` (``render``'s arguments) in
+    ``folder`` (a path or URL), each written atomically: a failed or interrupted write
+    leaves the previous report, never half of one. Returns suffix -> where it is."""
+    markdown, page = render(**report)
+    data = json.dumps(report_data(**report), indent=1, default=str)
+    written = {}
+    for suffix, text in ((".md", markdown), (".html", page), (".json", data)):
+        target = f"{folder.rstrip('/')}/{stem}{suffix}"
+        with atomic_open(target, "wb") as out:
+            out.write(text.encode("utf-8"))
+        written[suffix] = target
+    return written
