@@ -5,9 +5,10 @@ backfill is launched with the webserver's GraphQL call, as the UI launches it. O
 is killed with SIGKILL mid-backfill: that partition alone retries (after the retry
 policy's wait, during which its run process must not keep a core busy) and ends with one
 row in ``shard_stats``. One shard is truncated: its partition fails at once, naming the
-shard, and is not retried; the other partitions finish. Once the shard is replaced, the
-backfill's failed partitions are re-executed with one call (the UI's "Re-execute from
-failure"), and every partition is materialized once.
+shard, and is not retried; the other partitions finish. The backfill leaves the last two
+partitions out, so some are missing. Once the shard is replaced, one launch takes the failed
+and the missing partitions (the launch dialog's "failed and missing" selection), and every
+partition is materialized once.
 """
 
 from __future__ import annotations
@@ -28,18 +29,13 @@ from biocap_assets_tests.dagster_dev import dagster_dev, graphql, wait_for
 pytestmark = pytest.mark.slow
 
 PARTITIONS = [f"{i:06d}" for i in range(12)]
+FIRST = PARTITIONS[:10]  # the first backfill; the last two stay missing
 TRUNCATED = "000007"
 LAUNCH = """
 mutation ($keys: [String!]!) {
   launchPartitionBackfill(backfillParams: {
     assetSelection: [{path: ["captioned_shards"]}], partitionNames: $keys, fromFailure: false
   }) { __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } }
-}"""
-REEXECUTE = """
-mutation ($id: String!) {
-  reexecutePartitionBackfill(reexecutionParams: {parentRunId: $id, strategy: FROM_FAILURE}) {
-    __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message }
-  }
 }"""
 BACKFILL = """
 query ($id: String!) {
@@ -125,7 +121,7 @@ def test_a_killed_worker_retries_alone_and_a_bad_shard_fails_alone(
     os.symlink(demo_world.root, home / "demo")
     monkeypatch.setenv("BIOCAP_SHARDS_URL", f"{shards}/shard-{{000000..000011}}.tar")
     with dagster_dev(home, tmp_path / "dagster-dev.log") as base_url:
-        launched = graphql(base_url, LAUNCH, {"keys": PARTITIONS})["launchPartitionBackfill"]
+        launched = graphql(base_url, LAUNCH, {"keys": FIRST})["launchPartitionBackfill"]
         assert launched["__typename"] == "LaunchBackfillSuccess", launched
         backfill = launched["backfillId"]
 
@@ -143,7 +139,7 @@ def test_a_killed_worker_retries_alone_and_a_bad_shard_fails_alone(
         assert wait_for("the backfill", lambda: _finished(base_url, backfill), timeout=600)
         statuses = _statuses(base_url)
         assert statuses["failedPartitions"] == [TRUNCATED], statuses
-        assert sorted(statuses["materializedPartitions"]) == sorted(set(PARTITIONS) - {TRUNCATED})
+        assert sorted(statuses["materializedPartitions"]) == sorted(set(FIRST) - {TRUNCATED})
         runs = _runs(home, backfill)
         retried = [key for key, run in runs.items() if run["retries"]]
         assert len(retried) == 1, runs  # the killed one, and only it
@@ -151,13 +147,16 @@ def test_a_killed_worker_retries_alone_and_a_bad_shard_fails_alone(
         failure = runs[TRUNCATED]["failure"]
         assert f"shard-{TRUNCATED}.tar" in failure and "end-of-archive" in failure, failure
 
-        # the shard is replaced; one call re-executes what failed
+        # the shard is replaced; one launch takes what failed and what is missing, the
+        # partitions the launch dialog selects for "failed and missing"
         (shards / f"shard-{TRUNCATED}.tar").unlink()
         os.link(shards / "big.tar", shards / f"shard-{TRUNCATED}.tar")
-        again = graphql(base_url, REEXECUTE, {"id": backfill})["reexecutePartitionBackfill"]
+        todo = sorted(set(PARTITIONS) - set(statuses["materializedPartitions"]))
+        assert todo == [TRUNCATED, "000010", "000011"], todo
+        again = graphql(base_url, LAUNCH, {"keys": todo})["launchPartitionBackfill"]
         assert again["__typename"] == "LaunchBackfillSuccess", again
-        assert wait_for("the re-execution", lambda: _finished(base_url, again["backfillId"]))
-        assert list(_runs(home, again["backfillId"])) == [TRUNCATED], "only what failed reruns"
+        assert wait_for("the second backfill", lambda: _finished(base_url, again["backfillId"]))
+        assert sorted(_runs(home, again["backfillId"])) == todo, "only those run"
         statuses = _statuses(base_url)
         assert sorted(statuses["materializedPartitions"]) == PARTITIONS
         assert statuses["failedPartitions"] == []
