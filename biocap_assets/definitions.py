@@ -53,6 +53,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             demo_root=str(settings.demo_root),
             catalog_url=env_or("BIOCAP_CATALOG_URL", settings.catalog_url),
             shards_url=env_or("BIOCAP_SHARDS_URL", settings.shards_url),
+            val_shards_url=env_or("BIOCAP_VAL_SHARDS_URL", settings.val_shards_url),
             wiki_api_url=env_or("BIOCAP_WIKI_API_URL", settings.wiki_api_url),
             wiki_contact=env_or("BIOCAP_WIKI_CONTACT", settings.wiki_contact),
             eval_data=env_or("BIOCAP_EVAL_DATA", settings.eval_data),

@@ -76,6 +76,15 @@ VARIABLES = (
         "the demo world's shards",
     ),
     Variable(
+        "BIOCAP_VAL_SHARDS_URL",
+        "validation shards as a brace pattern (BioCAP's `--val-data`), e.g. "
+        "`/data/tol10m-val/shard-{000000..000031}.tar`: captioned like the training shards "
+        "(partitions `val-000000`, ...) and used for the validation losses, so training gets "
+        "every training shard",
+        "the demo world's val shard; with `BIOCAP_SHARDS_URL` set and this unset, the last "
+        "captioned training shard is held out instead (`val_shards`)",
+    ),
+    Variable(
         "BIOCAP_WIKI_API_URL",
         "MediaWiki Action API endpoint",
         "`https://en.wikipedia.org/w/api.php`; with the demo catalog, the demo's offline wiki "
@@ -251,6 +260,7 @@ class Settings:
     duckdb_path: Path
     catalog_url: str | None
     shards_url: str | None
+    val_shards_url: str | None
     wiki_api_url: str | None
     wiki_contact: str
     ducklake_catalog: str = ""
@@ -336,6 +346,7 @@ class Settings:
             duckdb_path=duckdb_path.resolve(),
             catalog_url=get("BIOCAP_CATALOG_URL"),
             shards_url=get("BIOCAP_SHARDS_URL"),
+            val_shards_url=get("BIOCAP_VAL_SHARDS_URL"),
             wiki_api_url=get("BIOCAP_WIKI_API_URL"),
             wiki_contact=get("BIOCAP_WIKI_CONTACT") or "",
             ducklake_catalog=get("BIOCAP_DUCKLAKE_CATALOG") or "",
@@ -367,6 +378,8 @@ class Settings:
             "BIOCAP_DUCKLAKE_DATA_PATH": self.ducklake_data_path if self.ducklake_catalog else "",
             "BIOCAP_CATALOG_URL": self.catalog_url or "demo world",
             "BIOCAP_SHARDS_URL": self.shards_url or "demo world",
+            "BIOCAP_VAL_SHARDS_URL": self.val_shards_url
+            or ("none: the last training shard is held out" if self.shards_url else "demo world"),
             "BIOCAP_WIKI_API_URL": self.wiki_api_url
             or (WIKIPEDIA_API_URL if self.catalog_url else "demo's offline wiki"),
             "BIOCAP_WIKI_CONTACT": self.wiki_contact,
@@ -435,6 +448,11 @@ class Settings:
                         f"({self.k8s_eval_volume} at {EVAL_MOUNT}): the evaluation worker "
                         "pods would not find it"
                     )
+        if self.val_shards_url and not self.shards_url:
+            found.append(
+                "BIOCAP_VAL_SHARDS_URL is set but BIOCAP_SHARDS_URL is not: real validation "
+                "shards would meet the demo world's training shards"
+            )
         if bool(self.catalog_url) != bool(self.shards_url):
             real, demo = (
                 ("BIOCAP_CATALOG_URL", "BIOCAP_SHARDS_URL")

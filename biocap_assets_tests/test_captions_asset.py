@@ -46,7 +46,8 @@ def test_two_partitions_with_the_cpu_backend(fresh_defs, biocap_home, instance):
 
 def test_backfills_run_one_partition_per_run_on_the_gpu_pool(fresh_defs):
     asset = fresh_defs.resolve_assets_def("captioned_shards")
-    assert asset.partitions_def.get_partition_keys() == ["000000", "000001", "000002", "000003"]
+    keys = ["000000", "000001", "000002", "000003", "val-000000"]  # the demo's val shard last
+    assert asset.partitions_def.get_partition_keys() == keys
     assert asset.backfill_policy.max_partitions_per_run == 1
     spec = next(iter(asset.specs))
     assert asset.op.pool == "gpu"
@@ -64,6 +65,11 @@ def test_shard_partitions_follow_the_configured_pattern(monkeypatch, biocap_home
     defs = importlib.reload(definitions).defs
     keys = defs.resolve_assets_def("captioned_shards").partitions_def.get_partition_keys()
     assert keys == ["000098", "000099", "000100", "000101"]
+    # validation shards (BioCAP's --val-data) get their own partitions after them
+    monkeypatch.setenv("BIOCAP_VAL_SHARDS_URL", "s3://tol-val/shard-{000000..000001}.tar")
+    defs = importlib.reload(definitions).defs
+    keys = defs.resolve_assets_def("captioned_shards").partitions_def.get_partition_keys()
+    assert keys == ["000098", "000099", "000100", "000101", "val-000000", "val-000001"]
 
 
 @pytest.mark.parametrize("worker,gpu", [("caption", True), ("wiki", False)])

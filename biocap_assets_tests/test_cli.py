@@ -53,6 +53,7 @@ def test_check_names_each_variable_and_what_to_do(biocap_home, tmp_path):
         {
             "BIOCAP_CATALOG_URL": str(tmp_path / "nope.csv"),
             "BIOCAP_SHARDS_URL": str(tmp_path / "shard-{000000..000002}.tar"),
+            "BIOCAP_VAL_SHARDS_URL": str(tmp_path / "val" / "shard-{000000..000001}.tar"),
             "BIOCAP_EVAL_DATA": str(tmp_path / "data"),
         },
         biocap_home,
@@ -61,6 +62,7 @@ def test_check_names_each_variable_and_what_to_do(biocap_home, tmp_path):
     for expected in (
         f"PROBLEM BIOCAP_CATALOG_URL: {tmp_path / 'nope.csv'} is not there",
         f"PROBLEM BIOCAP_SHARDS_URL: {tmp_path / 'shard-000000.tar'} is not there",
+        f"PROBLEM BIOCAP_VAL_SHARDS_URL: {tmp_path / 'val' / 'shard-000000.tar'} is not there",
         f"PROBLEM BIOCAP_EVAL_DATA: {tmp_path / 'data'} is not there",
         "PROBLEM BIOCAP_WIKI_CONTACT: crawling https://en.wikipedia.org/w/api.php",
     ):

@@ -13,12 +13,18 @@ def test_whole_graph_on_the_demo_world(fresh_defs, biocap_home, monkeypatch, tmp
 
     results = run_everything(instance)  # fresh_defs: the reloaded definitions module
     assert all(r.success for r in results)
-    assert len(results) == 1 + 4 + 1, "text assets, one run per demo shard, then train+eval"
+    assert len(results) == 1 + 5 + 1, "text assets, one run per demo shard, then train+eval"
     # recorded as runs of the code location `make dev` serves (the UI filters on this tag)
     listed = instance.get_runs(dg.RunsFilter(tags={".dagster/repository": "__repository__@biocap"}))
     assert {r.run_id for r in listed} == {r.run_id for r in results}
     runs = [instance.get_run_by_id(r.run_id) for r in results]
-    assert [r.tags.get("dagster/partition") for r in runs[1:5]] == [f"{i:06d}" for i in range(4)]
+    keys = [r.tags.get("dagster/partition") for r in runs[1:6]]
+    assert keys == [f"{i:06d}" for i in range(4)] + ["val-000000"], "4 training, 1 validation"
+    # training gets every training shard, and validates on the validation shard
+    trained = instance.get_latest_materialization_event(dg.AssetKey("clip_checkpoint"))
+    metadata = trained.asset_materialization.metadata
+    assert metadata["train_shards"].value == [f"{i:06d}" for i in range(4)]
+    assert metadata["val_shards"].value == ["val-000000"]
     checks = {
         (c.check_name, c.partition): c.passed
         for r in results
@@ -44,8 +50,9 @@ def test_whole_graph_on_the_demo_world(fresh_defs, biocap_home, monkeypatch, tmp
     assert taxa == 32
     assert sum(wiki.values()) == 32
     assert wiki["found"] >= 20 and wiki["no_page"] >= 3
-    # every sample captioned but the one whose text members name nothing
-    assert stats[0] == 4 and stats[1] == 781 and stats[2] == 780
+    # every sample captioned but the one whose text members name nothing (the validation
+    # shard's 128 included)
+    assert stats[0] == 5 and stats[1] == 781 + 128 and stats[2] == 780 + 128
     # What biocap demo captioned: no hemihomonym leak, partial taxa named, no broken text.
     import tarfile
 
@@ -57,7 +64,7 @@ def test_whole_graph_on_the_demo_world(fresh_defs, biocap_home, monkeypatch, tmp
                 for m in tar.getmembers()
                 if m.name.endswith(".caption.txt")
             ]
-    assert len(captions) == 780
+    assert len(captions) == 780 + 128
     for caption in captions:
         assert " ," not in caption and ", ." not in caption and not caption.endswith(" ."), caption
         assert "A photo of ." not in caption and caption[0].isupper(), caption

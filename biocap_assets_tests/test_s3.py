@@ -107,7 +107,7 @@ def test_whole_demo_graph_on_s3_with_a_ducklake_catalog(
 
     keys = _keys(client, "demo-run/")
     assert "demo-run/tables/taxa.parquet" in keys
-    assert sum(k.startswith("demo-run/shards/captioned/") for k in keys) == 4
+    assert sum(k.startswith("demo-run/shards/captioned/") for k in keys) == 4 + 1  # 1: val
     assert any(k.endswith("epoch_8.pt") for k in keys)
     assert any(k.endswith("report-epoch_8.html") for k in keys)
     assert any(k.startswith("demo-run/wiki/parts/") for k in keys)
@@ -122,7 +122,7 @@ def test_whole_demo_graph_on_s3_with_a_ducklake_catalog(
     with connection_cm as connection:
         assert connection.execute("SELECT count(*) FROM eval_results").fetchall()[0][0] > 10
         shards = connection.execute("SELECT count(*) FROM shard_stats").fetchall()[0][0]
-        assert shards == 4
+        assert shards == 4 + 1  # the training shards and the validation shard
 
     # The TreeOfLife catalog itself read from S3 by DuckDB through fsspec.
     monkeypatch.setenv("BIOCAP_CATALOG_URL", f"s3://{BUCKET}/inputs/catalog.csv")

@@ -540,3 +540,21 @@ def test_training_job_arguments_stay_one_word_each_for_the_shell():
     script = job["spec"]["template"]["spec"]["containers"][0]["command"][-1]
     words = shlex.split(script.removeprefix("exec "))
     assert words[-len(tricky) :] == tricky
+
+
+def test_validation_shards_validate_and_every_training_shard_trains():
+    """As BioCAP's --train-data / --val-data: the val-* partitions validate and all the
+    others train; without any, the last training shard is held out."""
+    import dagster as dg
+    import pyarrow as pa
+
+    from biocap_assets.assets.training import split_shards
+
+    keys = ["000000", "000001", "000002", "val-000000", "val-000001"]
+    train, val = split_shards(pa.table({"shard": keys}), val_shards=1)
+    assert [r["shard"] for r in train] == keys[:3]
+    assert [r["shard"] for r in val] == ["val-000000", "val-000001"]
+    train, val = split_shards(pa.table({"shard": keys[:3]}), val_shards=1)
+    assert ([r["shard"] for r in train], [r["shard"] for r in val]) == (keys[:2], ["000002"])
+    with pytest.raises(dg.Failure, match="no shard to train on"):
+        split_shards(pa.table({"shard": ["val-000000"]}), val_shards=1)

@@ -258,7 +258,7 @@ def test_materialize_and_backfill_from_the_ui(ui, page, screenshots: Path) -> No
     # the menu is a virtualized table that re-renders its rows while it loads the partition
     # statuses; a click on a row that is being replaced is lost, so each key is clicked
     # until its checkbox shows the selection
-    expect(partition_menu.get_by_text("Select all (4)")).to_be_visible()
+    expect(partition_menu.get_by_text("Select all (5)")).to_be_visible()  # 4 train, 1 val
     for key in BACKFILL:
         row = partition_menu.get_by_role("menuitem").filter(has=page.get_by_text(key, exact=True))
         wait_for(
@@ -280,7 +280,7 @@ def test_materialize_and_backfill_from_the_ui(ui, page, screenshots: Path) -> No
 
     # 4. The partition status and a partition's metadata, as the UI shows them.
     page.goto(f"{base_url}/assets/captioned_shards?view=partitions")
-    for status in ("Materialized (2)", "Missing (2)", "Failed (0)"):
+    for status in ("Materialized (2)", "Missing (3)", "Failed (0)"):
         expect(page.get_by_text(status, exact=True)).to_be_visible()
     page.get_by_text(BACKFILL[0], exact=True).first.click()
     for key in ("path", "samples", "captioned", "backend", "cpu_fallback", "sample_captions"):
@@ -306,7 +306,7 @@ def test_the_demos_runs_belong_to_the_served_code_location(demo_ui, screenshots)
     assert not [line for line in lines if "Warning" in line or " - DEBUG - " in line], printed
     assert sum(line.startswith("ok ") for line in lines) >= 9, printed
     demo_runs = {r["runId"] for r in graphql(base_url, ALL_RUNS)["runsOrError"]["results"]}
-    assert len(demo_runs) == 6, demo_runs  # text, four shards, train and evaluate
+    assert len(demo_runs) == 7, demo_runs  # text, four shards and the val shard, train+eval
     for job in ("prepare_text", "caption_backfill", "train_and_evaluate"):
         served = graphql(base_url, JOB_RUNS, {"job": job})["pipelineOrError"]
         assert served["runs"], f"{job}: the job's page would say 'No runs found'"

@@ -2,8 +2,10 @@
 
 (No `from __future__ import annotations` here: Dagster reads these annotations.)
 
-Trains on every captioned shard but the last ``val_shards`` ones, which are held
-out for validation. The run folder is named after the run, the data version (a
+Trains on every captioned training shard and validates on the captioned validation shards
+(partitions ``val-*``, from BIOCAP_VAL_SHARDS_URL), as BioCAP's ``--train-data`` and
+``--val-data``; without validation shards, the last ``val_shards`` training shards are held
+out instead. The run folder is named after the run, the data version (a
 hash of each captioned shard's content digest, as the caption worker recorded it, with
 its backend, model and prompt) and the training config's identity (initial weights,
 model, optimiser, batch, seed...; not the epoch count), so re-materializing with the same
@@ -24,6 +26,7 @@ import pyarrow as pa
 from biocap_assets.assets.common import OWNERS
 from biocap_assets.plots import markdown_image, svg_lines
 from biocap_assets.resources import LauncherResource, SourcesResource, StorageResource
+from biocap_assets.shards.naming import VAL_PREFIX
 from biocap_assets.training.config import PRESETS, TrainConfig
 from biocap_assets.training.pretrained import PretrainedUnavailable, check
 
@@ -37,7 +40,8 @@ class TrainingConfig(dg.Config):
     nnodes: int = 1
     """Nodes; above 1 the k8s launcher runs an Indexed Job of torchrun pods."""
     val_shards: int = 1
-    """Hold out the last N captioned shards for validation."""
+    """Without validation shards (BIOCAP_VAL_SHARDS_URL, partitions val-*): hold out the
+    last N captioned training shards for validation instead."""
     overrides: dict = {}
     """TrainConfig fields over the preset, e.g. {"epochs": 2, "lr": 5e-4}."""
 
@@ -53,7 +57,16 @@ def data_version(stats: pa.Table) -> str:
 
 
 def split_shards(stats: pa.Table, val_shards: int) -> tuple[list[dict], list[dict]]:
+    """(training shards, validation shards): the ``val-`` partitions validate, as BioCAP's
+    ``--val-data`` does, and every other shard trains; without any, the last ``val_shards``
+    training shards are held out."""
     rows = sorted(stats.to_pylist(), key=lambda r: r["shard"])
+    val = [r for r in rows if r["shard"].startswith(VAL_PREFIX)]
+    if val:
+        train = [r for r in rows if not r["shard"].startswith(VAL_PREFIX)]
+        if not train:
+            raise dg.Failure("only validation shards are captioned: no shard to train on")
+        return train, val
     if len(rows) <= val_shards:
         raise dg.Failure(
             f"{len(rows)} captioned shard(s): need more than val_shards="
@@ -197,6 +210,8 @@ def clip_checkpoint(
             "initial_weights": f"{train_config.pretrained or 'none'} ({weights.kind})",
             "export": dg.MetadataValue.path(result.get("export", "")),
             "data_version": version,
+            "train_shards": dg.MetadataValue.json([r["shard"] for r in train_rows]),
+            "val_shards": dg.MetadataValue.json([r["shard"] for r in val_rows]),
             **{
                 k: result[k]
                 for k in (

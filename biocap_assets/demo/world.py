@@ -61,6 +61,7 @@ class DemoSizes:
     train_per_species: int = 24
     val_per_species: int = 4
     train_shards: int = 4
+    val_shards: int = 1
     zero_shot_per_species: int = 6
     retrieval_per_species: int = 3
     inquire_pool: int = 320
@@ -99,6 +100,11 @@ class DemoWorld:
     @property
     def val_shards(self) -> list[Path]:
         return sorted((self.root / "shards" / "val").glob("shard-*.tar"))
+
+    @property
+    def val_shards_pattern(self) -> str:
+        n = len(self.val_shards)
+        return str(self.root / "shards" / "val" / f"shard-{{000000..{n - 1:06d}}}.tar")
 
     @property
     def wiki_dir(self) -> Path:
@@ -214,7 +220,10 @@ def _write_world(root: Path, seed: int, sizes: DemoSizes) -> dict:
 
     train = [s for s in samples if s[0] == "train"]
     val = [s for s in samples if s[0] == "val"]
-    for split, group, n_shards in (("train", train, sizes.train_shards), ("val", val, 1)):
+    for split, group, n_shards in (
+        ("train", train, sizes.train_shards),
+        ("val", val, sizes.val_shards),
+    ):
         folder = root / "shards" / split
         folder.mkdir(parents=True)
         for shard in range(n_shards):

@@ -218,6 +218,17 @@ def _unset(variable: str, what: str, production: bool, default: str) -> Check:
     return Check(variable, (), f"unset: {default}")
 
 
+def _shard_check(variable: str, pattern: str, what: str) -> Check:
+    """The pattern expands, and its first and last shards are there."""
+    try:
+        shards = list(shard_partitions(pattern).values())
+    except ValueError as exc:
+        fix = "Use a brace pattern such as /data/shard-{000000..000159}.tar"
+        return Check(variable, (Problem(variable, str(exc), fix),))
+    found = [_missing(variable, u, what) for u in dict.fromkeys((shards[0], shards[-1]))]
+    return Check(variable, tuple(p for p in found if p), f"{len(shards)} shards")
+
+
 def source_problems(settings: Settings) -> list[Check]:
     """Catalog, shards, evaluation data and the wiki contact."""
     production = bool(settings.production_shaped) and not settings.demo
@@ -240,21 +251,13 @@ def source_problems(settings: Settings) -> list[Check]:
     else:  # never a problem of its own: it follows BIOCAP_EVAL_DATA
         default = f"{settings.eval_data}/images" if settings.eval_data else demo
         checks.append(Check("BIOCAP_EVAL_IMAGES", (), f"unset: {default}"))
-    if settings.shards_url:
-        try:
-            shards = list(shard_partitions(settings.shards_url).values())
-        except ValueError as exc:
-            fix = "Use a brace pattern such as /data/shard-{000000..000159}.tar"
-            problems: tuple[Problem, ...] = (Problem("BIOCAP_SHARDS_URL", str(exc), fix),)
-            checks.append(Check("BIOCAP_SHARDS_URL", problems))
-        else:
-            found = [
-                _missing("BIOCAP_SHARDS_URL", u, "the input tars")
-                for u in dict.fromkeys((shards[0], shards[-1]))
-            ]
-            problems = tuple(p for p in found if p)
-            checks.append(Check("BIOCAP_SHARDS_URL", problems, f"{len(shards)} shards"))
-    else:
+    for variable, pattern, what in (
+        ("BIOCAP_SHARDS_URL", settings.shards_url, "the input tars"),
+        ("BIOCAP_VAL_SHARDS_URL", settings.val_shards_url, "the validation tars"),
+    ):
+        if pattern:
+            checks.append(_shard_check(variable, pattern, what))
+    if not settings.shards_url:
         checks.append(
             _unset("BIOCAP_SHARDS_URL", "the input tars' brace pattern", production, demo)
         )

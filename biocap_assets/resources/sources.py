@@ -16,7 +16,7 @@ from biocap_assets.common.secrets import redact
 from biocap_assets.demo.world import DEMO_SEED, DemoWorld, is_complete
 from biocap_assets.resources.launcher import LauncherResource
 from biocap_assets.settings import WIKIPEDIA_API_URL, Settings
-from biocap_assets.shards.naming import shard_partitions
+from biocap_assets.shards.naming import VAL_PREFIX, shard_partitions
 
 DEMO_LABEL = "demo (synthetic)"
 
@@ -36,6 +36,7 @@ class SourcesResource(dg.ConfigurableResource):
     demo_root: str = Field(description="folder of the demo world ($BIOCAP_HOME/demo)")
     catalog_url: str | None = Field(default=None, description="BIOCAP_CATALOG_URL")
     shards_url: str | None = Field(default=None, description="BIOCAP_SHARDS_URL")
+    val_shards_url: str | None = Field(default=None, description="BIOCAP_VAL_SHARDS_URL")
     wiki_api_url: str | None = Field(default=None, description="BIOCAP_WIKI_API_URL")
     wiki_contact: str = Field(default="", description="BIOCAP_WIKI_CONTACT (User-Agent)")
     eval_data: str = Field(default="", description="BIOCAP_EVAL_DATA (upstream data/eval)")
@@ -87,11 +88,16 @@ class SourcesResource(dg.ConfigurableResource):
     def shards(
         self, context: dg.AssetExecutionContext, launcher: LauncherResource
     ) -> tuple[dict[str, str], str]:
-        """Partition key -> input shard URL, and the source label."""
+        """Partition key -> input shard URL (validation shards under ``val-`` keys), and the
+        source label."""
         if self.shards_url:
-            return shard_partitions(self.shards_url), "configured (BIOCAP_SHARDS_URL)"
+            urls = shard_partitions(self.shards_url)
+            if self.val_shards_url:
+                urls |= shard_partitions(self.val_shards_url, VAL_PREFIX)
+            return urls, "configured (BIOCAP_SHARDS_URL)"
         world = self.demo_world(context, launcher, "BIOCAP_SHARDS_URL")
-        return shard_partitions(world.train_shards_pattern), DEMO_LABEL
+        urls = shard_partitions(world.train_shards_pattern)
+        return urls | shard_partitions(world.val_shards_pattern, VAL_PREFIX), DEMO_LABEL
 
     def wiki(self, context: dg.AssetExecutionContext, launcher: LauncherResource) -> Source:
         """The MediaWiki API: as configured; the demo's offline wiki when the taxa are the
@@ -111,5 +117,10 @@ def shard_partition_keys(settings: Settings) -> list[str]:
     from biocap_assets.demo.world import DemoSizes
 
     if settings.shards_url:
-        return sorted(shard_partitions(settings.shards_url))
-    return [f"{i:06d}" for i in range(DemoSizes().train_shards)]
+        val = (
+            shard_partitions(settings.val_shards_url, VAL_PREFIX) if settings.val_shards_url else {}
+        )
+        return sorted(shard_partitions(settings.shards_url)) + sorted(val)
+    sizes = DemoSizes()
+    train = [f"{i:06d}" for i in range(sizes.train_shards)]
+    return train + [f"{VAL_PREFIX}{i:06d}" for i in range(sizes.val_shards)]

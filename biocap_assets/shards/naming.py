@@ -31,11 +31,16 @@ def partition_key(url: str) -> str:
     return f"{int(match.group(1)):06d}"
 
 
-def shard_partitions(pattern: str) -> dict[str, str]:
-    """Map partition key to shard URL; two shards with the same key are an error."""
+# Validation shards' partition keys: ``val-000000``, beside the training shards' ``000000``.
+VAL_PREFIX = "val-"
+
+
+def shard_partitions(pattern: str, prefix: str = "") -> dict[str, str]:
+    """Map partition key to shard URL; two shards with the same key are an error.
+    ``prefix``: ``VAL_PREFIX`` for validation shards."""
     mapping: dict[str, str] = {}
     for url in expand_shard_urls(pattern):
-        key = partition_key(url)
+        key = prefix + partition_key(url)
         if key in mapping:
             raise ValueError(f"shards {mapping[key]!r} and {url!r} share partition key {key}")
         mapping[key] = url
