@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from biocap_assets.common.secrets import redact
+from biocap_assets.common.secrets import is_secret_name, redact
 
 WIKIPEDIA_API_URL = "https://en.wikipedia.org/w/api.php"
 LAUNCHERS = ("local", "k8s")
@@ -212,9 +212,6 @@ THIRD_PARTY = (
     "HF_HOME",
     "HF_HUB_CACHE",
     "HF_HUB_OFFLINE",
-)
-THIRD_PARTY_SECRETS = frozenset(
-    {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "PGPASSWORD"}
 )
 
 
@@ -483,7 +480,7 @@ class Settings:
         shown = []
         for name in THIRD_PARTY:
             value = env.get(name, "")
-            if name in THIRD_PARTY_SECRETS:
+            if is_secret_name(name):
                 value = "(set, hidden)" if value else ""
             shown.append((name, value or "(unset)"))
         return shown

@@ -178,6 +178,7 @@ def eval_reports(
     not_evaluated = {spec.name: spec.missing for spec in specs if spec.missing}
     for name, why in not_evaluated.items():
         context.log.warning(f"{name} is not evaluated: {why}")
+    options = config.options()
     output = storage.path("eval", context.run.run_id, "results.parquet")
     try:
         invocation = launcher.run(
@@ -187,7 +188,7 @@ def eval_reports(
                 "checkpoint": model_path,
                 "output": str(output),
                 "specs": [spec.__dict__ for spec in specs],
-                "options": config.options(),
+                "options": options,
             },
         )
         frame = read_parquet(str(output)).to_pandas()
@@ -199,7 +200,7 @@ def eval_reports(
             context.log.warning(f"{name} is not evaluated: {why}")
             not_evaluated[name] = why
     frame["checkpoint"] = checkpoint
-    frame["options"] = json.dumps(config.options(), sort_keys=True)
+    frame["options"] = json.dumps(options, sort_keys=True)
     frame["evaluated_at"] = datetime.now(UTC)
     frame = frame[RESULT_COLUMNS]
     history = _write_results(duckdb, frame)
@@ -214,7 +215,7 @@ def eval_reports(
         "provenance": provenance(
             summary,
             label,
-            config.options(),
+            options,
             f"biocap {__version__}, eval_reports code version {code_version}",
             context.run.run_id,
             datetime.now(UTC),

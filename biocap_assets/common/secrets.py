@@ -32,6 +32,11 @@ _SECRET_NAME = re.compile(r"(?i)(PASSWORD|PASSWD|SECRET|TOKEN|_KEY$|_KEY_ID$|API
 _MIN_VALUE = 6  # shorter values would mask ordinary words
 
 
+def is_secret_name(name: str) -> bool:
+    """Whether a variable's name says it holds a secret (a password, token or key)."""
+    return bool(_SECRET_NAME.search(name))
+
+
 def secret_values(env: Mapping[str, str] | None = None) -> list[str]:
     """The secret values an environment holds, longest first."""
     env = os.environ if env is None else env
@@ -40,7 +45,7 @@ def secret_values(env: Mapping[str, str] | None = None) -> list[str]:
         value = (value or "").strip()
         if not value:
             continue
-        if _SECRET_NAME.search(name) and len(value) >= _MIN_VALUE:
+        if is_secret_name(name) and len(value) >= _MIN_VALUE:
             values.add(value)
         if name.startswith("BIOCAP_"):
             for match in _SETTING.finditer(value):

@@ -85,13 +85,11 @@ def is_conflict(exc: BaseException) -> bool:
     return isinstance(exc, duckdb.Error) and "conflict" in str(exc).lower()
 
 
-def _log_retry(what: str):
-    def log(state) -> None:
-        logging.getLogger("biocap.catalog").warning(
-            f"{what} (attempt {state.attempt_number}), retrying: {state.outcome.exception()}"
-        )
-
-    return log
+def _log_lost_race(state) -> None:
+    logging.getLogger("biocap.catalog").warning(
+        f"catalog commit lost a race (attempt {state.attempt_number}), retrying: "
+        f"{state.outcome.exception()}"
+    )
 
 
 def retry_on_conflict(write: Callable[[], T], attempts: int = 8, pause: float = 0.1) -> T:
@@ -100,7 +98,7 @@ def retry_on_conflict(write: Callable[[], T], attempts: int = 8, pause: float = 
         retry=retry_if_exception(is_conflict),
         stop=stop_after_attempt(attempts),
         wait=wait_exponential(multiplier=pause),  # pause, 2 x pause, 4 x pause, ...
-        before_sleep=_log_retry("catalog commit lost a race"),
+        before_sleep=_log_lost_race,
         reraise=True,
     )(write)
 

@@ -16,7 +16,7 @@ from biocap_assets.common.secrets import redact
 from biocap_assets.demo.world import DEMO_SEED, DemoWorld, is_complete
 from biocap_assets.resources.launcher import LauncherResource
 from biocap_assets.settings import WIKIPEDIA_API_URL, Settings
-from biocap_assets.shards.naming import VAL_PREFIX, shard_partitions
+from biocap_assets.shards.naming import VAL_PREFIX, train_and_val_partitions
 
 DEMO_LABEL = "demo (synthetic)"
 
@@ -91,13 +91,11 @@ class SourcesResource(dg.ConfigurableResource):
         """Partition key -> input shard URL (validation shards under ``val-`` keys), and the
         source label."""
         if self.shards_url:
-            urls = shard_partitions(self.shards_url)
-            if self.val_shards_url:
-                urls |= shard_partitions(self.val_shards_url, VAL_PREFIX)
+            urls = train_and_val_partitions(self.shards_url, self.val_shards_url)
             return urls, "configured (BIOCAP_SHARDS_URL)"
         world = self.demo_world(context, launcher, "BIOCAP_SHARDS_URL")
-        urls = shard_partitions(world.train_shards_pattern)
-        return urls | shard_partitions(world.val_shards_pattern, VAL_PREFIX), DEMO_LABEL
+        urls = train_and_val_partitions(world.train_shards_pattern, world.val_shards_pattern)
+        return urls, DEMO_LABEL
 
     def wiki(self, context: dg.AssetExecutionContext, launcher: LauncherResource) -> Source:
         """The MediaWiki API: as configured; the demo's offline wiki when the taxa are the
@@ -116,11 +114,8 @@ def shard_partition_keys(settings: Settings) -> list[str]:
     """The partition keys, known when the definitions load (no demo world needed yet)."""
     from biocap_assets.demo.world import DemoSizes
 
-    if settings.shards_url:
-        val = (
-            shard_partitions(settings.val_shards_url, VAL_PREFIX) if settings.val_shards_url else {}
-        )
-        return sorted(shard_partitions(settings.shards_url)) + sorted(val)
+    if settings.shards_url:  # "val-" keys sort after the numbers
+        return sorted(train_and_val_partitions(settings.shards_url, settings.val_shards_url))
     sizes = DemoSizes()
     train = [f"{i:06d}" for i in range(sizes.train_shards)]
     return train + [f"{VAL_PREFIX}{i:06d}" for i in range(sizes.val_shards)]

@@ -47,5 +47,11 @@ def shard_partitions(pattern: str, prefix: str = "") -> dict[str, str]:
     return mapping
 
 
+def train_and_val_partitions(pattern: str, val_pattern: str | None = None) -> dict[str, str]:
+    """The training shards' partitions, then the validation shards' (``val-`` keys)."""
+    urls = shard_partitions(pattern)
+    return urls | (shard_partitions(val_pattern, VAL_PREFIX) if val_pattern else {})
+
+
 def shard_filename(number: int) -> str:
     return f"shard-{number:06d}.tar"
