@@ -1,13 +1,11 @@
 """A chat-completions server on 127.0.0.1 for tests: real HTTP, scripted answers."""
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler
 
-from biocap_assets.common.loopback import LoopbackServer
+from biocap_assets.common.loopback import KeepAliveHandler, LoopbackServer
 
 
 class ChatServer(LoopbackServer):
@@ -29,16 +27,7 @@ class ChatServer(LoopbackServer):
     def _handler(self):
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def setup(self):
-                super().setup()
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
+        class Handler(KeepAliveHandler):
             def do_POST(self):  # noqa: N802
                 payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 text = payload["messages"][0]["content"][-1]["text"]

@@ -13,9 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from http.server import BaseHTTPRequestHandler
 
-from biocap_assets.common.loopback import LoopbackServer
+from biocap_assets.common.loopback import KeepAliveHandler, LoopbackServer
 
 _API = re.compile(r"^/api/(models|datasets)/([^/]+/[^/]+)/(revision|tree)/([^/?]+)")
 _RESOLVE = re.compile(r"^/(datasets/)?([^/]+/[^/]+)/resolve/([^/]+)/(.+)$")
@@ -46,12 +45,7 @@ class HubServer(LoopbackServer):
     def _handler(self):
         hub = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
+        class Handler(KeepAliveHandler):
             def _send(self, status: int, body: bytes, headers: dict[str, str], head: bool):
                 self.send_response(status)
                 for name, value in headers.items():

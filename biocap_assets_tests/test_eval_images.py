@@ -7,13 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from PIL import Image
 
+from biocap_assets.common.loopback import LoopbackServer
 from biocap_assets.evaluation.download import DownloadItem, Limits, download_all
 
 
@@ -23,8 +23,9 @@ def jpeg(color=(200, 30, 30)) -> bytes:
     return out.getvalue()
 
 
-class ImageHost:
-    """Files by path, plus routes that misbehave; every request is logged."""
+class ImageHost(LoopbackServer):
+    """Files by path, plus routes that misbehave; every request is logged. HTTP/1.0: some
+    routes end their body by closing the connection."""
 
     def __init__(self):
         self.files: dict[str, bytes] = {}
@@ -102,18 +103,9 @@ class ImageHost:
                     return self.send(200, host.files[path.lstrip("/")])
                 return self.send(404, b"no", "text/plain")
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        super().__init__(Handler)
+        self.host = f"127.0.0.1:{self.port}"
         self.base = f"http://{self.host}/"
-
-    def __enter__(self):
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

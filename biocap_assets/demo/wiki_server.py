@@ -12,16 +12,14 @@ from __future__ import annotations
 import gzip
 import json
 import re
-import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
-from biocap_assets.common.loopback import LoopbackServer
+from biocap_assets.common.loopback import KeepAliveHandler, LoopbackServer
 
 
 @dataclass
@@ -172,21 +170,10 @@ class MediaWikiServer(LoopbackServer):
 
     # -- HTTP ------------------------------------------------------------------
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
+    def _handler(self) -> type[KeepAliveHandler]:
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def setup(self) -> None:
-                super().setup()
-                # Headers and body go out in two writes; without TCP_NODELAY, Nagle and
-                # the client's delayed ACK add ~40 ms to every keep-alive request.
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
+        class Handler(KeepAliveHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 received = time.monotonic()
                 params = {k: v[-1] for k, v in parse_qs(urlparse(self.path).query).items()}
