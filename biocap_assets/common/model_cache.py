@@ -1,10 +1,10 @@
 """The Hugging Face cache the model-running workers load from, and how it is filled.
 
-On Kubernetes the cache is one shared volume (``HF_HOME=/models``, see
+On Kubernetes the hub cache is one shared volume (``HF_HUB_CACHE=/models/hub``, see
 ``resources/k8s.py``): the ``models`` worker fills it once, through huggingface_hub's own
 ``snapshot_download`` (the cache layout, revisions and partial-download handling are
-the library's), and every GPU pod reads it with ``HF_HUB_OFFLINE=1``, as vLLM and
-open_clip resolve weights through the same library.
+the library's), and every GPU pod reads it read-only with ``HF_HUB_OFFLINE=1`` (its
+``HF_HOME`` on scratch), as vLLM and open_clip resolve weights through the same library.
 
 A model is named as on the hub: ``owner/name``, optionally ``@revision`` (a branch, tag
 or commit), and ``dataset:`` before a dataset's name.
