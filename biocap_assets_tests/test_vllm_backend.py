@@ -108,3 +108,44 @@ def test_chat_requests_still_go_through_llm_chat(vllm):
     captioner.caption_batch([CaptionInput("k", _jpeg(), SampleNames(scientific="A b"), None)])
     assert vllm["generate"] == [] and len(vllm["chat"]) == 1
     assert vllm["llm"][0]["quantization"] is None
+
+
+def _argparse_defaults(path) -> dict[str, object]:
+    """``--option: default`` of every ``parser.add_argument`` in a script, read from its
+    syntax tree (caption_gen/main.py imports vLLM, which cannot be installed here)."""
+    import ast
+
+    defaults = {}
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "add_argument":
+            keywords = {k.arg: k.value for k in node.keywords}
+            if node.args and "default" in keywords:
+                defaults[node.args[0].value] = ast.literal_eval(keywords["default"])
+    return defaults
+
+
+def test_the_caption_engine_defaults_are_caption_gens():
+    """The caption model, its quantization and context length, as caption_gen/main.py's
+    defaults; with a checkout of the reference, read from that script itself."""
+    import os
+    from pathlib import Path
+
+    from biocap_assets.inference.base import CAPTION_ENGINE
+    from biocap_assets.inference.vllm_backend import VLLMConfig
+
+    assert CAPTION_ENGINE == {
+        "model": "OpenGVLab/InternVL3-38B-AWQ",
+        "quantization": "awq",
+        "max_model_len": 2048,
+    }
+    default = VLLMConfig()
+    assert (default.model, default.quantization, default.max_model_len) == tuple(
+        CAPTION_ENGINE.values()
+    )
+    root = os.environ.get("BIOCAP_REFERENCE_REPO")
+    if not root:
+        return
+    theirs = _argparse_defaults(Path(root) / "caption_gen" / "main.py")
+    assert theirs["--model_name"] == CAPTION_ENGINE["model"]
+    assert theirs["--quantization"] == CAPTION_ENGINE["quantization"]
+    assert theirs["--max_model_len"] == CAPTION_ENGINE["max_model_len"]
